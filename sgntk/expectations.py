@@ -1,0 +1,182 @@
+"""Bivariate Gaussian expectations that drive the infinite-width kernel recursions.
+
+For ``(u, v) ~ N(0, [[a, r], [r, b]])`` -- ``u`` the pre-activation at ``x`` (variance ``a``),
+``v`` at ``x'`` (variance ``b``), covariance ``r`` -- the layer maps of an MLP need
+
+* ``E[phi(u) phi(v)]``            (NNGP map),
+* ``E[phi'(u) phi'(v)]``          (naive NTK: true derivative on both sides),
+* ``E[phi'(u) psi'(v)]``          (SG-NTK: true derivative at x, surrogate at x'),
+* ``E[psi'(u) psi'(v)]``          (surrogate Gram J~ J~^T).
+
+Activations (:data:`ACTIVATIONS`): ``sign`` (jump c = 2), ``step`` (Heaviside, jump c = 1),
+``erf`` (``erf(m z)``), or any smooth callable (2-D Gauss-Hermite). Closed forms, from
+Eilers, Memmesheimer & Goedeke (NeurIPS 2024), Sec. 3 and App. A, re-derived in
+``docs`` of each function:
+
+* sign: ``E[sgn u sgn v] = (2/pi) arcsin(rho)``; step: ``1/4 + arcsin(rho)/(2 pi)``.
+* erf_m: ``(2/pi) arcsin(2 m^2 r / sqrt((1 + 2 m^2 a)(1 + 2 m^2 b)))``.
+* jump, mixed: ``E[c delta(u) psi'(v)] = c / sqrt(2 pi a) * E_{N(0, b - r^2/a)}[psi']``.
+* erf_m, mixed: ``(2m/sqrt(pi)) (1 + 2 m^2 a)^(-1/2) E_{N(0, b')}[psi']`` with
+  ``b' = (b + 2 m^2 (a b - r^2)) / (1 + 2 m^2 a)`` (integrate ``u | v`` analytically; the
+  m -> inf limit is the jump formula with c = 2).
+* erf_m, true-true: ``(4 m^2/pi) / sqrt((1 + 2m^2 a)(1 + 2m^2 b) - 4 m^4 r^2)``.
+* jump, true-true: ``c^2 / (2 pi sqrt(a b - r^2))`` -- ``inf`` where ``a b = r^2`` (the
+  diagonal): the naive NTK of a jump activation diverges there.
+
+All functions are elementwise over broadcast ``a, b, r`` and jit/vmap-safe.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _quadrature
+from .surrogates import Surrogate, gaussian_moment
+
+__all__ = ["ACTIVATIONS", "JUMPS", "check_activation", "second_moment", "nngp_expectation",
+           "true_derivative_expectation", "mixed_derivative_expectation",
+           "surrogate_expectation"]
+
+JUMPS = {"sign": 2.0, "step": 1.0}
+ACTIVATIONS = ("sign", "step", "erf")
+_GH_X, _GH_W = np.polynomial.hermite.hermgauss(48)
+_GH_X = _GH_X * np.sqrt(2.0)
+_GH_W = _GH_W / np.sqrt(np.pi)
+
+
+def check_activation(activation):
+    """Return the canonical activation (name or callable); ValueError lists valid names."""
+    if callable(activation):
+        return activation
+    if isinstance(activation, str) and activation.lower() in ACTIVATIONS:
+        return activation.lower()
+    raise ValueError(f"unknown activation {activation!r}; valid names: {', '.join(ACTIVATIONS)} "
+                     "(or a smooth callable phi(z), integrated by Gauss-Hermite quadrature)")
+
+
+def _corr(a, b, r):
+    return jnp.clip(r / jnp.sqrt(jnp.maximum(a * b, 1e-300)), -1.0, 1.0)
+
+
+def _cond_var(a, b, r):
+    """b - r^2/a; snapped to 0 where ``a b - r^2`` is at rounding level (the diagonal)."""
+    det = a * b - r**2
+    det = jnp.where(det <= 4e-16 * a * b, 0.0, det)
+    return det / jnp.maximum(a, 1e-300)
+
+
+# --------------------------------------------------------------------------------------
+# Generic smooth activations: Gauss-Hermite in the Cholesky coordinates of (u, v).
+# --------------------------------------------------------------------------------------
+def _gh2(f, g, a, b, r):
+    """E[f(u) g(v)] by a 48 x 48 Gauss-Hermite rule; u = sqrt(a) z1, v = kappa z1 + s z2."""
+    sa = jnp.sqrt(a)[..., None, None]
+    kap = (r / jnp.sqrt(jnp.maximum(a, 1e-300)))[..., None, None]
+    s = jnp.sqrt(_cond_var(a, b, r))[..., None, None]
+    z1, z2 = _GH_X[:, None], _GH_X[None, :]
+    w = _GH_W[:, None] * _GH_W[None, :]
+    return jnp.sum(f(sa * z1) * g(kap * z1 + s * z2) * w, axis=(-2, -1))
+
+
+def _deriv(fn):
+    return jnp.vectorize(jax.grad(fn))
+
+
+# --------------------------------------------------------------------------------------
+# Layer maps.
+# --------------------------------------------------------------------------------------
+def second_moment(activation, a, m=1.0):
+    """E[phi(u)^2], u ~ N(0, a) (the diagonal of the NNGP map)."""
+    if activation == "sign":
+        return jnp.ones_like(a)
+    if activation == "step":
+        return 0.5 * jnp.ones_like(a)
+    if activation == "erf":
+        t = 2.0 * m**2 * a
+        return (2.0 / jnp.pi) * jnp.arcsin(t / (1.0 + t))
+    return _gh2(lambda u: activation(u) ** 2, lambda v: jnp.ones_like(v), a, a, a)
+
+
+def nngp_expectation(activation, a, b, r, m=1.0):
+    """E[phi(u) phi(v)] (module docstring for the closed forms)."""
+    if activation == "sign":
+        return (2.0 / jnp.pi) * jnp.arcsin(_corr(a, b, r))
+    if activation == "step":
+        return 0.25 + jnp.arcsin(_corr(a, b, r)) / (2.0 * jnp.pi)
+    if activation == "erf":
+        m2 = 2.0 * m**2
+        arg = m2 * r / jnp.sqrt((1.0 + m2 * a) * (1.0 + m2 * b))
+        return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(arg, -1.0, 1.0))
+    return _gh2(activation, activation, a, b, r)
+
+
+def true_derivative_expectation(activation, a, b, r, m=1.0):
+    """E[phi'(u) phi'(v)]; ``inf`` for jump activations where ``a b = r^2``."""
+    if activation in JUMPS:
+        c = JUMPS[activation]
+        det = a * b - r**2
+        degenerate = det <= 1e-14 * jnp.maximum(a * b, 1e-300)
+        return jnp.where(degenerate, jnp.inf,
+                         c**2 / (2.0 * jnp.pi * jnp.sqrt(jnp.where(degenerate, 1.0, det))))
+    if activation == "erf":
+        m2 = 2.0 * m**2
+        det = (1.0 + m2 * a) * (1.0 + m2 * b) - (m2 * r) ** 2
+        return (4.0 * m**2 / jnp.pi) / jnp.sqrt(det)
+    d = _deriv(activation)
+    return _gh2(d, d, a, b, r)
+
+
+def mixed_derivative_expectation(activation, a, b, r, surrogate: Surrogate, m=1.0):
+    """E[phi'(u) psi'(v)]: true derivative at x (variance a), surrogate at x' (variance b)."""
+    if activation in JUMPS:
+        c = JUMPS[activation]
+        moment = gaussian_moment(surrogate, 0.0, _cond_var(a, b, r))
+        return c / jnp.sqrt(2.0 * jnp.pi * a) * moment
+    if activation == "erf":
+        m2 = 2.0 * m**2
+        b_eff = jnp.maximum(b + m2 * (a * b - r**2), 0.0) / (1.0 + m2 * a)
+        return (2.0 * m / jnp.sqrt(jnp.pi)) / jnp.sqrt(1.0 + m2 * a) * gaussian_moment(
+            surrogate, 0.0, b_eff)
+    # Smooth callable: u | v ~ N(r v / b, a - r^2 / b) by Gauss-Hermite, v by the
+    # multi-scale rule (psi' may be sharp).
+    d = _deriv(activation)
+    kap = r / jnp.maximum(b, 1e-300)
+    s = jnp.sqrt(_cond_var(b, a, r))
+
+    def integrand(v):
+        inner = jnp.sum(d(kap[..., None, None, None] * v[..., None]
+                          + s[..., None, None, None] * _GH_X) * _GH_W, axis=-1)
+        return surrogate.derivative(v) * inner
+
+    return _quadrature.gauss_expectation(integrand, jnp.zeros_like(b), b)
+
+
+def surrogate_expectation(a, b, r, surrogate: Surrogate):
+    """E[psi'(u) psi'(v)] (the layer map of the surrogate Gram J~ J~^T).
+
+    Closed forms for Gaussian-profile surrogates (``gaussian``, ``erf``:
+    ``A^2 s^2 / sqrt((s^2 + a)(s^2 + b) - r^2)``) and straight-through (``gamma^2``); other
+    shapes integrate ``E_u[psi'(u) E[psi'(v) | u]]`` with the multi-scale rule on both levels
+    (accurate but ~10^5 evaluations per pair: meant for N up to a few hundred).
+    """
+    shape = surrogate.shape
+    gam = jnp.asarray(surrogate.dampening)
+    beta = jnp.asarray(surrogate.sharpness)
+    if shape == "straight_through":
+        return gam**2 * jnp.ones_like(a + b + r)
+    if shape in ("gaussian", "erf"):
+        amp = gam if shape == "gaussian" else gam * 2.0 / jnp.sqrt(jnp.pi)
+        s2 = 1.0 / (2.0 * jnp.pi * beta**2) if shape == "gaussian" else 1.0 / (2.0 * beta**2)
+        det = (s2 + a) * (s2 + b) - r**2
+        return amp**2 * s2 / jnp.sqrt(det)
+    kap = r / jnp.maximum(a, 1e-300)
+    cv = _cond_var(a, b, r)
+
+    def integrand(u):
+        inner = gaussian_moment(surrogate, kap[..., None, None] * u, cv[..., None, None])
+        return surrogate.derivative(u) * inner
+
+    return _quadrature.gauss_expectation(integrand, jnp.zeros_like(a), a)
