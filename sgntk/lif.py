@@ -1,0 +1,508 @@
+"""Discrete-time current-based leaky integrate-and-fire (LIF) layers, as pure JAX functions.
+
+Dynamics (Zenke & Vogels 2021, Neural Computation 33:899; reference notes section 6), one
+example, ``n = 0 .. T-1``, ``I[0] = U[0] = 0``::
+
+    S[n]   = heaviside(U[n] - theta)                          # surrogate derivative psi'
+    I[n+1] = b_syn I[n] + S_in[n] @ W (+ S[n] @ V)            # optional explicit recurrence V
+    U[n+1] = (b_mem U[n] + (1 - b_mem) I[n]) (1 - R[n])       # reset="zero"
+    U[n+1] =  b_mem U[n] + (1 - b_mem) I[n] - theta R[n]      # reset="subtract"
+    U[n+1] =  b_mem U[n] + (1 - b_mem) I[n]                   # reset="none" (free membrane)
+
+with ``b = exp(-dt / tau)`` and ``R[n] = stop_gradient(S[n])`` (``detach_reset=True``, the
+default of most libraries) or ``R[n] = S[n]`` (differentiable reset). ``heaviside`` is
+:func:`sgntk.surrogates.heaviside` (``H(0) = 0``), so autodiff of these functions *is*
+surrogate-gradient learning (BPTT). An input spike at step ``n`` first moves the membrane at
+step ``n + 2`` (one step through the synapse, one through the membrane).
+
+The leaky non-spiking readout filters the hidden spikes the same way without threshold::
+
+    I_o[n+1] = b_syn I_o[n] + S[n] @ W_o
+    U_o[n+1] = b_ro U_o[n] + (1 - b_ro) I_o[n],    b_ro = exp(-dt / tau_readout)
+
+and records ``U_o[1..T]``; the logits are ``max_n``, ``sum_n`` or the last of them
+(``readout="max" | "sum" | "last"``). The readout trace is linear in the spikes, but the
+max-over-time *choice of step* depends on the initialisation, so infinite-width kernels are
+only deterministic for the linear readouts ("sum", "last"): train with "max" if you like, but
+compute and compare kernels for "sum" or "last".
+
+Conventions (equinox-style): parameters are NamedTuple pytrees; every function acts on *one*
+example with spikes of shape ``(T, n_in)`` and callers ``jax.vmap`` over a batch. An ensemble
+of networks is the initialiser vmapped over split keys::
+
+    keys = jax.random.split(key, 8)
+    ens = jax.vmap(lambda k: init_lif(k, 20, 100))(keys)            # leaves (8, ...)
+    out = jax.vmap(lambda p: jax.vmap(lambda x: lif_layer(p, x, config=cfg))(batch))(ens)
+
+Numeric hyper-parameters (time constants, threshold, dt, surrogate parameters) are array
+leaves of :class:`LIFConfig`; only ``reset``, ``detach_reset`` and ``readout`` are static, so
+a grid of configurations is one ``jax.vmap`` over a stacked config. Whether a layer is
+recurrent is decided by its parameters (``w_rec`` is ``None`` or an ``(n, n)`` array).
+
+Tests: ``tests/test_lif.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import surrogates as _sg
+
+__all__ = [
+    "LIFConfig",
+    "LIFParams",
+    "LIFState",
+    "LIFOutput",
+    "ReadoutParams",
+    "SNNParams",
+    "SNNOutput",
+    "RESETS",
+    "READOUTS",
+    "decay",
+    "psp_moments",
+    "init_lif",
+    "init_lif_fluctuation",
+    "fluctuation_weight_stats",
+    "init_readout",
+    "init_snn",
+    "lif_cell",
+    "lif_layer",
+    "readout_layer",
+    "reduce_readout",
+    "snn_apply",
+]
+
+RESETS = ("zero", "subtract", "none")
+READOUTS = ("max", "sum", "last")
+
+
+# --------------------------------------------------------------------------------------
+# Configuration and parameter pytrees.
+# --------------------------------------------------------------------------------------
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LIFConfig:
+    """Neuron and readout hyper-parameters (array leaves) and flags (static).
+
+    Attributes:
+      tau_mem: membrane time constant (same unit as ``dt``; default 10 ms), > dt.
+      tau_syn: synaptic time constant (default 5 ms), > dt.
+      tau_readout: readout membrane time constant (default 20 ms), > dt.
+      threshold: firing threshold theta > 0 (default 1).
+      dt: time step > 0 (default 1 ms).
+      surrogate: a :class:`sgntk.surrogates.Surrogate`. Default SuperSpike with the reference's
+        beta = 10, i.e. ``psi'(x) = 1 / (10 |x| + 1)^2`` = ``get("fast_sigmoid", sharpness=5)``
+        (sgntk's fast_sigmoid profile is ``1 / (1 + 2 u)^2``, so sharpness = beta / 2).
+      reset: static, ``"zero"`` (multiply by ``1 - S``), ``"subtract"`` (``- theta S``) or
+        ``"none"`` (no reset: the free membrane, as in the no-reset kernel theory).
+      detach_reset: static, ``True`` puts ``stop_gradient`` on the reset spike.
+      readout: static, ``"max"``, ``"sum"`` or ``"last"`` over time.
+
+    Use :meth:`validate` (called by :func:`lif_layer` / :func:`snn_apply` on concrete values)
+    to check ranges; traced values (under ``jit``/``vmap``) are not checked.
+    """
+
+    tau_mem: jax.Array | float = 10.0
+    tau_syn: jax.Array | float = 5.0
+    tau_readout: jax.Array | float = 20.0
+    threshold: jax.Array | float = 1.0
+    dt: jax.Array | float = 1.0
+    surrogate: _sg.Surrogate = dataclasses.field(
+        default_factory=lambda: _sg.get("fast_sigmoid", sharpness=5.0))
+    reset: str = dataclasses.field(default="zero", metadata=dict(static=True))
+    detach_reset: bool = dataclasses.field(default=True, metadata=dict(static=True))
+    readout: str = dataclasses.field(default="max", metadata=dict(static=True))
+
+    def validate(self) -> "LIFConfig":
+        """Raise ValueError for out-of-range concrete values; return ``self``."""
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}; got {self.reset!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}; got {self.readout!r}")
+        if not isinstance(self.detach_reset, (bool, np.bool_)):
+            raise ValueError(f"detach_reset must be a bool; got {self.detach_reset!r}")
+        if not isinstance(self.surrogate, _sg.Surrogate):
+            raise ValueError("surrogate must be a sgntk.surrogates.Surrogate "
+                             f"(use surrogates.get(name, ...)); got {self.surrogate!r}")
+        dt = _concrete(self.dt)
+        if dt is not None and (not np.all(np.isfinite(dt)) or np.any(dt <= 0)):
+            raise ValueError(f"dt must be finite and > 0; got {self.dt!r}")
+        for name in ("tau_mem", "tau_syn", "tau_readout"):
+            tau = _concrete(getattr(self, name))
+            if tau is None:
+                continue
+            if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
+                raise ValueError(f"{name} must be finite and > 0 (a time constant, same unit "
+                                 f"as dt); got {getattr(self, name)!r}")
+            if dt is not None and np.any(np.asarray(dt) >= tau):
+                raise ValueError(f"dt must be < {name} (accepted range: 0 < dt < {name}); got "
+                                 f"dt={self.dt!r}, {name}={getattr(self, name)!r}")
+        theta = _concrete(self.threshold)
+        if theta is not None and (not np.all(np.isfinite(theta)) or np.any(theta <= 0)):
+            raise ValueError(f"threshold must be finite and > 0; got {self.threshold!r}")
+        return self
+
+    def replace(self, **changes) -> "LIFConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _concrete(x):
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+class LIFParams(NamedTuple):
+    """One LIF layer. ``w_in``: ``(n_in, n)``; ``w_rec``: ``(n, n)`` or ``None`` (feed-forward)."""
+
+    w_in: jax.Array
+    w_rec: Optional[jax.Array] = None
+
+
+class ReadoutParams(NamedTuple):
+    """Leaky readout. ``w``: ``(n_hidden, n_out)``."""
+
+    w: jax.Array
+
+
+class SNNParams(NamedTuple):
+    """A stack of LIF layers followed by a leaky readout."""
+
+    hidden: tuple  # tuple[LIFParams, ...]
+    readout: ReadoutParams
+
+
+class LIFState(NamedTuple):
+    """Per-neuron state at step n: synaptic current ``I[n]`` and membrane ``U[n]``, each ``(n,)``."""
+
+    current: jax.Array
+    membrane: jax.Array
+
+
+class LIFOutput(NamedTuple):
+    """Trajectories of one layer for one example: ``spikes`` S[n] and ``membrane`` U[n], each
+    ``(T, n)``, and the final state (``I[T], U[T]``)."""
+
+    spikes: jax.Array
+    membrane: jax.Array
+    final_state: LIFState
+
+
+class SNNOutput(NamedTuple):
+    """``logits`` ``(n_out,)``; ``readout`` trace ``U_o[1..T]`` ``(T, n_out)``; ``spikes``:
+    tuple of hidden spike trains ``(T, n_l)``."""
+
+    logits: jax.Array
+    readout: jax.Array
+    spikes: tuple
+
+
+# --------------------------------------------------------------------------------------
+# Single-neuron kernel statistics.
+# --------------------------------------------------------------------------------------
+def decay(tau, dt=1.0):
+    """``b = exp(-dt / tau)``."""
+    return jnp.exp(-jnp.asarray(dt) / jnp.asarray(tau))
+
+
+def psp_moments(tau_mem, tau_syn, dt=1.0):
+    """Sum and sum of squares of the discrete post-synaptic potential kernel.
+
+    A unit-weight input spike at step 0 gives ``I[m+1] = b_s^m`` and the free membrane
+    ``eps[m+2] = (1 - b_m) (b_m^(m+1) - b_s^(m+1)) / (b_m - b_s)`` (``eps[0] = eps[1] = 0``;
+    for ``b_m = b_s = b`` the limit ``(1 - b)(m + 1) b^m``). Closed-form sums::
+
+        eps_bar = sum_n eps[n]   = 1 / (1 - b_s)           (the membrane has unit DC gain)
+        eps_hat = sum_n eps[n]^2 = (1-b_m)^2 / (b_m-b_s)^2
+                  * [b_m^2/(1-b_m^2) - 2 b_m b_s/(1-b_m b_s) + b_s^2/(1-b_s^2)]
+                  (equal decays: (1-b)^2 (1+b^2) / (1-b^2)^3)
+
+    Returns:
+      ``(eps_bar, eps_hat)``, arrays of the broadcast shape of the inputs.
+    """
+    bm = decay(tau_mem, dt)
+    bs = decay(tau_syn, dt)
+    eps_bar = 1.0 / (1.0 - bs)
+    diff = bm - bs
+    close = jnp.abs(diff) < 1e-4
+    safe = jnp.where(close, 1.0, diff)
+    general = ((1.0 - bm) ** 2 / safe**2
+               * (bm**2 / (1.0 - bm**2) - 2.0 * bm * bs / (1.0 - bm * bs) + bs**2 / (1.0 - bs**2)))
+    b = 0.5 * (bm + bs)
+    equal = (1.0 - b) ** 2 * (1.0 + b**2) / (1.0 - b**2) ** 3
+    return eps_bar, jnp.where(close, equal, general)
+
+
+# --------------------------------------------------------------------------------------
+# Initialisation.
+# --------------------------------------------------------------------------------------
+def init_lif(key, n_in: int, n_out: int, *, sigma_w=1.0, recurrent: bool = False,
+             sigma_rec=1.0, dtype=jnp.float32) -> LIFParams:
+    """NTK-style Gaussian init: ``W ~ N(0, sigma_w^2 / n_in)``, ``V ~ N(0, sigma_rec^2 / n_out)``.
+
+    Args:
+      key: PRNG key. n_in, n_out: static sizes. sigma_w, sigma_rec: array-like scales.
+      recurrent: static; if False ``w_rec`` is ``None``.
+    Returns:
+      :class:`LIFParams` with ``w_in`` ``(n_in, n_out)`` and ``w_rec`` ``(n_out, n_out)`` or None.
+    """
+    k1, k2 = jax.random.split(key)
+    w_in = jax.random.normal(k1, (n_in, n_out), dtype) * (jnp.asarray(sigma_w, dtype) / np.sqrt(n_in))
+    w_rec = None
+    if recurrent:
+        w_rec = jax.random.normal(k2, (n_out, n_out), dtype) * (
+            jnp.asarray(sigma_rec, dtype) / np.sqrt(n_out))
+    return LIFParams(w_in, w_rec)
+
+
+def fluctuation_weight_stats(n_in: int, *, rate, target_mean, target_std, config: LIFConfig):
+    """Weight mean/std that put the free membrane at ``(target_mean, target_std)``.
+
+    Discrete-time version of Rossbroich, Gygax & Zenke (2022, "Fluctuation-driven
+    initialization for spiking neural network training", Neuromorph. Comput. Eng. 2:044016,
+    eqs. for mu_U and sigma_U from Campbell's theorem). Each of the ``n_in`` inputs spikes
+    independently with probability ``p = rate * dt`` per step; the free (no-reset) membrane is
+    ``U[n] = sum_j w_j sum_m S_j[m] eps[n - m]`` with the PSP kernel of :func:`psp_moments`.
+    Over time, for i.i.d. weights of mean ``mu_w`` and std ``sigma_w``::
+
+        E[U]     = n_in p mu_w eps_bar
+        Var_t[U] = n_in p (1 - p) (mu_w^2 + sigma_w^2) eps_hat
+
+    (Rossbroich et al.'s continuous-time Poisson form is the ``p -> 0`` limit,
+    ``n nu (mu^2 + sigma^2) eps_hat``). Solving for the weights::
+
+        mu_w      = target_mean / (n_in p eps_bar)
+        sigma_w^2 = target_std^2 / (n_in p (1 - p) eps_hat) - mu_w^2
+
+    Var_t is the temporal variance of one neuron's membrane averaged over the weight
+    distribution; the spread of the per-neuron mean across neurons is not targeted (it is
+    ``n_in p^2 eps_bar^2 sigma_w^2``, small for sparse input).
+
+    Args:
+      n_in: number of inputs (static). rate: input spike rate per unit time (``rate * dt`` is
+        the per-step probability, in (0, 1)). target_mean, target_std: free-membrane targets.
+      config: :class:`LIFConfig` (``tau_mem``, ``tau_syn``, ``dt``).
+    Returns:
+      ``(mu_w, sigma_w)``. Raises ValueError (concrete values) if ``sigma_w^2 < 0``, i.e. the
+      requested mean is too large for the requested std.
+    """
+    p = jnp.asarray(rate) * jnp.asarray(config.dt)
+    pc = _concrete(p)
+    if pc is not None and (np.any(pc <= 0) or np.any(pc >= 1)):
+        raise ValueError(f"rate * dt must be in (0, 1) (a per-step spike probability); got {pc}")
+    eps_bar, eps_hat = psp_moments(config.tau_mem, config.tau_syn, config.dt)
+    mu_w = jnp.asarray(target_mean) / (n_in * p * eps_bar)
+    var_w = jnp.asarray(target_std) ** 2 / (n_in * p * (1.0 - p) * eps_hat) - mu_w**2
+    vc = _concrete(var_w)
+    if vc is not None and np.any(vc < 0):
+        raise ValueError("target_mean is too large for target_std: the weight variance "
+                         f"would be {vc} < 0; lower target_mean or raise target_std")
+    return mu_w, jnp.sqrt(jnp.maximum(var_w, 0.0))
+
+
+def init_lif_fluctuation(key, n_in: int, n_out: int, *, rate, config: LIFConfig,
+                         target_mean=None, target_std=None, xi=None,
+                         recurrent: bool = False, rec_rate=None, rec_fraction=0.1,
+                         dtype=jnp.float32) -> LIFParams:
+    """Fluctuation-driven init (Rossbroich, Gygax & Zenke 2022), see :func:`fluctuation_weight_stats`.
+
+    Targets: give ``target_mean`` and ``target_std`` of the free membrane, or ``xi``, the
+    distance of the threshold from the mean in standard deviations
+    (``target_std = (theta - target_mean) / xi``; Rossbroich et al. use ``xi`` of a few).
+    Defaults: ``target_mean = 0`` and ``xi = 2``... i.e. ``target_std = theta / 2``.
+    With ``recurrent=True`` a fraction ``rec_fraction`` of the membrane variance is assigned to
+    zero-mean recurrent weights driven by hidden spikes at ``rec_rate`` (default ``rate``).
+
+    Returns:
+      :class:`LIFParams` with ``w_in ~ N(mu_w, sigma_w^2)`` ``(n_in, n_out)`` and optionally
+      ``w_rec ~ N(0, sigma_rec^2)`` ``(n_out, n_out)``.
+    """
+    theta = jnp.asarray(config.threshold)
+    mean = 0.0 if target_mean is None else target_mean
+    if target_std is None:
+        xi = 2.0 if xi is None else xi
+        target_std = (theta - mean) / jnp.asarray(xi)
+    elif xi is not None:
+        raise ValueError("give target_std or xi, not both")
+    frac = jnp.asarray(rec_fraction) if recurrent else 0.0
+    ff_std = jnp.asarray(target_std) * jnp.sqrt(1.0 - frac)
+    mu_w, sigma_w = fluctuation_weight_stats(n_in, rate=rate, target_mean=mean,
+                                             target_std=ff_std, config=config)
+    k1, k2 = jax.random.split(key)
+    w_in = (mu_w + sigma_w * jax.random.normal(k1, (n_in, n_out), dtype)).astype(dtype)
+    w_rec = None
+    if recurrent:
+        rr = rate if rec_rate is None else rec_rate
+        _, s_rec = fluctuation_weight_stats(n_out, rate=rr, target_mean=0.0,
+                                            target_std=jnp.asarray(target_std) * jnp.sqrt(frac),
+                                            config=config)
+        w_rec = (s_rec * jax.random.normal(k2, (n_out, n_out), dtype)).astype(dtype)
+    return LIFParams(w_in, w_rec)
+
+
+def init_readout(key, n_in: int, n_out: int, *, sigma_w=1.0, dtype=jnp.float32) -> ReadoutParams:
+    """Readout ``W_o ~ N(0, sigma_w^2 / n_in)``, shape ``(n_in, n_out)``."""
+    return ReadoutParams(jax.random.normal(key, (n_in, n_out), dtype)
+                         * (jnp.asarray(sigma_w, dtype) / np.sqrt(n_in)))
+
+
+def init_snn(key, n_in: int, n_hidden, n_out: int, *, init: str = "fluctuation",
+             recurrent: bool = False, config: LIFConfig | None = None, rate=None,
+             sigma_w=1.0, sigma_rec=1.0, sigma_out=1.0, target_mean=None, target_std=None,
+             xi=None, hidden_rate=0.02, rec_fraction=0.1) -> SNNParams:
+    """Parameters of ``n_in -> n_hidden[0] -> ... -> n_out`` (LIF layers, leaky readout).
+
+    Args:
+      n_hidden: int or tuple of ints (static). init: ``"gaussian"`` (:func:`init_lif`) or
+        ``"fluctuation"`` (:func:`init_lif_fluctuation`; needs ``config`` and the input
+        ``rate``; deeper layers assume input rate ``hidden_rate``).
+    """
+    if init not in ("gaussian", "fluctuation"):
+        raise ValueError(f"init must be 'gaussian' or 'fluctuation'; got {init!r}")
+    sizes = (n_hidden,) if isinstance(n_hidden, (int, np.integer)) else tuple(n_hidden)
+    keys = jax.random.split(key, len(sizes) + 1)
+    layers = []
+    fan_in = n_in
+    for i, n in enumerate(sizes):
+        if init == "gaussian":
+            layers.append(init_lif(keys[i], fan_in, n, sigma_w=sigma_w, recurrent=recurrent,
+                                   sigma_rec=sigma_rec))
+        else:
+            if config is None or rate is None:
+                raise ValueError("init='fluctuation' needs config= and rate= (input spike rate)")
+            layers.append(init_lif_fluctuation(
+                keys[i], fan_in, n, rate=rate if i == 0 else hidden_rate, config=config,
+                target_mean=target_mean, target_std=target_std, xi=xi, recurrent=recurrent,
+                rec_rate=hidden_rate, rec_fraction=rec_fraction))
+        fan_in = n
+    return SNNParams(tuple(layers), init_readout(keys[-1], fan_in, n_out, sigma_w=sigma_out))
+
+
+# --------------------------------------------------------------------------------------
+# Dynamics.
+# --------------------------------------------------------------------------------------
+def _step(state: LIFState, drive, w_rec, config: LIFConfig):
+    """One step given the feed-forward drive ``S_in[n] @ W`` (shape ``(n,)``)."""
+    b_syn = decay(config.tau_syn, config.dt)
+    b_mem = decay(config.tau_mem, config.dt)
+    theta = jnp.asarray(config.threshold)
+    i, u = state
+    s = _sg.heaviside(u - theta, config.surrogate)
+    r = jax.lax.stop_gradient(s) if config.detach_reset else s
+    new_i = b_syn * i + drive
+    if w_rec is not None:
+        new_i = new_i + s @ w_rec
+    leak = b_mem * u + (1.0 - b_mem) * i
+    if config.reset == "zero":
+        new_u = leak * (1.0 - r)
+    elif config.reset == "subtract":
+        new_u = leak - theta * r
+    else:
+        new_u = leak
+    return LIFState(new_i, new_u), (s, u)
+
+
+def lif_cell(params: LIFParams, state: LIFState, spikes_in, *, config: LIFConfig):
+    """One LIF step, to be wrapped in ``jax.lax.scan`` (like ``equinox.nn.GRUCell``).
+
+    Args:
+      params: :class:`LIFParams`. state: :class:`LIFState` ``(I[n], U[n])``, each ``(n,)``.
+      spikes_in: ``S_in[n]``, shape ``(n_in,)``.
+      config: :class:`LIFConfig` (not validated here).
+    Returns:
+      ``(LIFState(I[n+1], U[n+1]), (S[n], U[n]))``.
+
+    >>> cfg = LIFConfig()
+    >>> p = init_lif(jax.random.key(0), 3, 4)
+    >>> s0 = LIFState(jnp.zeros(4), jnp.zeros(4))
+    >>> final, (spikes, mem) = jax.lax.scan(
+    ...     lambda st, x: lif_cell(p, st, x, config=cfg), s0, jnp.ones((5, 3)))
+    >>> spikes.shape
+    (5, 4)
+    """
+    return _step(state, spikes_in @ params.w_in, params.w_rec, config)
+
+
+def _check_spikes(spikes_in, n_in: int, name="spikes_in"):
+    shape = jnp.shape(spikes_in)
+    if len(shape) != 2 or shape[1] != n_in:
+        raise ValueError(f"{name} must have shape (T, n_in) = (T, {n_in}) for one example "
+                         f"(jax.vmap over the batch); got shape {tuple(shape)}")
+    if shape[0] < 1:
+        raise ValueError(f"{name} must have at least one time step; got shape {tuple(shape)}")
+
+
+def lif_layer(params: LIFParams, spikes_in, *, config: LIFConfig,
+              state0: LIFState | None = None) -> LIFOutput:
+    """Run one LIF layer over a spike train (``lax.scan`` over time).
+
+    Args:
+      params: :class:`LIFParams` (``w_in`` ``(n_in, n)``, optional ``w_rec`` ``(n, n)``).
+      spikes_in: ``(T, n_in)`` input spikes of one example (any float; 0/1 for spikes).
+      config: :class:`LIFConfig`; concrete values are validated.
+      state0: initial :class:`LIFState`, default zeros.
+    Returns:
+      :class:`LIFOutput` with ``spikes`` and ``membrane`` ``(T, n)`` (``U[n]`` before the
+      reset it triggers) and ``final_state``.
+    Raises:
+      ValueError: wrong spike-train shape, or a configuration out of range (see
+        :meth:`LIFConfig.validate`).
+    """
+    config.validate()
+    _check_spikes(spikes_in, params.w_in.shape[0])
+    spikes_in = jnp.asarray(spikes_in)
+    n = params.w_in.shape[1]
+    dtype = jnp.result_type(params.w_in.dtype, spikes_in.dtype)
+    drive = spikes_in.astype(dtype) @ params.w_in  # (T, n), all steps at once
+    if state0 is None:
+        state0 = LIFState(jnp.zeros((n,), dtype), jnp.zeros((n,), dtype))
+    final, (s, u) = jax.lax.scan(lambda st, d: _step(st, d, params.w_rec, config), state0, drive)
+    return LIFOutput(s, u, final)
+
+
+def readout_layer(params: ReadoutParams, spikes, *, config: LIFConfig):
+    """Leaky non-spiking readout trace ``U_o[1..T]``, shape ``(T, n_out)``, for ``spikes`` ``(T, n)``."""
+    _check_spikes(spikes, params.w.shape[0], name="spikes")
+    b_syn = decay(config.tau_syn, config.dt)
+    b_ro = decay(config.tau_readout, config.dt)
+    drive = jnp.asarray(spikes) @ params.w
+    zero = jnp.zeros((params.w.shape[1],), drive.dtype)
+
+    def step(carry, d):
+        i, u = carry
+        new_u = b_ro * u + (1.0 - b_ro) * i
+        return (b_syn * i + d, new_u), new_u
+
+    _, trace = jax.lax.scan(step, (zero, zero), drive)
+    return trace
+
+
+def reduce_readout(trace, mode: str = "max"):
+    """Reduce a readout trace ``(T, n_out)`` over time: ``"max"``, ``"sum"`` or ``"last"``."""
+    if mode == "max":
+        return jnp.max(trace, axis=0)
+    if mode == "sum":
+        return jnp.sum(trace, axis=0)
+    if mode == "last":
+        return trace[-1]
+    raise ValueError(f"readout must be one of {READOUTS}; got {mode!r}")
+
+
+def snn_apply(params: SNNParams, spikes_in, *, config: LIFConfig) -> SNNOutput:
+    """Forward pass of an :class:`SNNParams` network on one example ``(T, n_in)``.
+
+    Returns:
+      :class:`SNNOutput` (``logits`` ``(n_out,)`` reduced with ``config.readout``).
+    """
+    config.validate()
+    x = spikes_in
+    spikes = []
+    for layer in params.hidden:
+        x = lif_layer(layer, x, config=config).spikes
+        spikes.append(x)
+    trace = readout_layer(params.readout, x, config=config)
+    return SNNOutput(reduce_readout(trace, config.readout), trace, tuple(spikes))
