@@ -150,5 +150,5 @@ def gauss_expectation(g, m, v):
              + _log_panel_rule(lambda r: density(e(lo) - r), r_min, r_far)
              + _log_panel_rule(lambda r: density(e(lo) + r), r_min, jnp.maximum(half, r_min))
              + _log_panel_rule(lambda r: density(e(hi) - r), r_min, jnp.maximum(half, r_min)))
-    point = g(m)
+    point = g(m[..., None, None])[..., 0, 0]
     return jnp.where(sigma < 1e-14 * jnp.maximum(1.0, jnp.abs(m)), point, total)

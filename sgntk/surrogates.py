@@ -156,10 +156,10 @@ class Surrogate:
 
 
 def _check_positive(name, value, accepted):
-    arr = np.asarray(value)
     # Only concrete values can be checked; traced values (under jit/vmap) pass through.
     if isinstance(value, jax.core.Tracer):
         return
+    arr = np.asarray(value)
     if not np.all(np.isfinite(arr)) or np.any(arr <= accepted):
         raise ValueError(f"{name} must be finite and > {accepted:g}; got {value!r}")
 
