@@ -1,0 +1,22 @@
+"""sgntk: surrogate-gradient neural tangent kernels for binary and spiking networks.
+
+Modules (one concept each):
+
+* :mod:`sgntk.surrogates`  -- surrogate derivatives psi', custom-JVP spike functions, Gaussian moments
+* :mod:`sgntk.conversions` -- snnTorch / SpikingJelly / Norse / stork surrogate names -> sgntk
+* :mod:`sgntk.expectations` -- bivariate Gaussian expectations of activations and surrogates
+* :mod:`sgntk.kernels`     -- infinite-width NNGP, NTK, SG-NTK and surrogate Gram of MLPs
+* :mod:`sgntk.empirical`   -- empirical kernels of finite networks
+* :mod:`sgntk.monte_carlo` -- Monte-Carlo kernel estimates with standard errors
+* :mod:`sgntk.predict`     -- trained-network distributions under an (asymmetric) kernel
+* :mod:`sgntk.stax`        -- neural-tangents layers with SG-NTK kernels (optional dependency)
+* :mod:`sgntk.lif`, :mod:`sgntk.lif_train`, :mod:`sgntk.data` -- LIF networks, training, data
+
+Importing sgntk changes no JAX setting: kernel entry points run in float64 internally.
+"""
+from . import (conversions, empirical, expectations, kernels, monte_carlo, predict,
+               surrogates)
+
+__version__ = "0.1.0"
+__all__ = ["conversions", "empirical", "expectations", "kernels", "monte_carlo", "predict",
+           "surrogates"]
