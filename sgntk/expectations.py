@@ -192,4 +192,7 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
         inner = gaussian_moment(surrogate, kap[..., None, None] * u, cv[..., None, None])
         return surrogate.derivative(u) * inner
 
-    return _quadrature.gauss_expectation(integrand, jnp.zeros_like(a), a)
+    # Cut the outer integral at the profile's kinks/jumps (|beta u| = 1 or 1/2).
+    edge = {"triangular": 1.0, "rectangular": 0.5}.get(shape)
+    breaks = () if edge is None else (edge / beta, -edge / beta)
+    return _quadrature.gauss_expectation(integrand, jnp.zeros_like(a), a, breaks)
