@@ -80,9 +80,9 @@ class TrainConfig:
     hidden_rate: float = 0.02  # assumed hidden rate (per dt) for deeper/recurrent weights
     # optimisation
     optimizer: str = "adam"
-    lr: float = 5e-3
+    lr: float = 1e-2
     batch_size: int = 250
-    epochs: int = 40
+    epochs: int = 60
     lower_strength: float = 1.0
     lower_threshold: float = 1.0  # spikes per neuron per example (batch average)
     upper_strength: float = 0.0
