@@ -342,7 +342,7 @@ def conversion_table_markdown(library: str | None = None, *,
                               include_unrepresentable: bool = True) -> str:
     """Render :data:`CONVERSION_TABLE` (or one library's rows) as a Markdown table."""
     head = ("| library | name | their dS/dx | their defaults | sgntk shape | dampening "
-            "(peak) | sharpness | spike | notes |")
+            "| sharpness | spike | notes |")
     lines = [head, "|" + "---|" * 9]
     for r in CONVERSION_TABLE:
         if library is not None and r.library != str(library).lower():
