@@ -14,7 +14,7 @@ from sgntk import conversions as cv
 from sgntk import surrogates as sg
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _x64():
     prev = jax.config.read("jax_enable_x64")
     jax.config.update("jax_enable_x64", True)

@@ -15,7 +15,7 @@ import scipy.integrate as si
 from sgntk import surrogates as sg
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _x64():
     prev = jax.config.read("jax_enable_x64")
     jax.config.update("jax_enable_x64", True)
