@@ -25,6 +25,7 @@ infinite-width SG-NTK as eps -> 0 after width -> inf (bias O(eps^2)).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -140,7 +141,8 @@ def _backward(params, pres, dphi, sigma_w):
 
 
 def mlp_empirical(params: MLPParams, x1, x2=None, *, activation, surrogate,
-                  sigma_w=1.0, sigma_b=0.0, m=1.0, jump_width=None) -> MLPKernel:
+                  sigma_w=1.0, sigma_b=0.0, m=1.0, jump_width=None,
+                  get=("nngp", "ntk", "sgntk", "sg_gram")) -> MLPKernel:
     """Empirical kernels of one finite MLP by the structured fast path (module docstring).
 
     Args:
@@ -148,6 +150,7 @@ def mlp_empirical(params: MLPParams, x1, x2=None, *, activation, surrogate,
       x1: ``(n1, d)``; x2: ``(n2, d)`` (default x1).
       activation, surrogate, sigma_w, sigma_b, m: as :func:`sgntk.kernels.mlp`.
       jump_width: smoothing of the Dirac derivative of jump activations (None: exact, 0).
+      get: which kernels to compute (the others are None; unneeded backward passes are skipped).
     Returns:
       :class:`~sgntk.kernels.MLPKernel` with ``nngp = f(x1) f(x2)^T`` (one sample of the
       output covariance), ``ntk = J J^T``, ``sgntk = J(x1) J~(x2)^T``, ``sg_gram = J~ J~^T``.
@@ -155,18 +158,20 @@ def mlp_empirical(params: MLPParams, x1, x2=None, *, activation, surrogate,
     x2 = x1 if x2 is None else x2
     surrogate = get_surrogate(surrogate)
     phi, dphi = activation_fns(activation, m=m, jump_width=jump_width)
-    dpsi = surrogate.derivative
     p1, a1 = _forward(params, x1, phi, sigma_w, sigma_b)
     p2, a2 = _forward(params, x2, phi, sigma_w, sigma_b)
-    d1, d1s = _backward(params, p1, dphi, sigma_w), _backward(params, p1, dpsi, sigma_w)
-    d2, d2s = _backward(params, p2, dphi, sigma_w), _backward(params, p2, dpsi, sigma_w)
     feats = [sigma_w**2 / u.shape[-1] * u @ v.T + sigma_b**2 for u, v in zip(a1, a2)]
+    backward = functools.lru_cache(maxsize=None)(
+        lambda side, true: _backward(params, p1 if side == 1 else p2,
+                                     dphi if true else surrogate.derivative, sigma_w))
 
-    def contract(da, db):
-        return sum((u @ v.T) * f for u, v, f in zip(da, db, feats))
+    def contract(true1, true2):
+        return sum((u @ v.T) * f for u, v, f in zip(backward(1, true1), backward(2, true2), feats))
 
-    return MLPKernel(nngp=p1[-1] @ p2[-1].T, ntk=contract(d1, d2), sgntk=contract(d1, d2s),
-                     sg_gram=contract(d1s, d2s))
+    return MLPKernel(nngp=p1[-1] @ p2[-1].T if "nngp" in get else None,
+                     ntk=contract(True, True) if "ntk" in get else None,
+                     sgntk=contract(True, False) if "sgntk" in get else None,
+                     sg_gram=contract(False, False) if "sg_gram" in get else None)
 
 
 # --------------------------------------------------------------------------------------
