@@ -220,7 +220,7 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
     t1, t2 = min(tile_size, n1), min(tile_size, n2)
     fn = _jitted_tile_fn(depth, activation, get)
     sur = jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float64), surrogate)
-    out = {k: np.empty((n1, n2)) for k in get}
+    out = {k: jnp.zeros((n1, n2), jnp.float64) for k in get}
     blocks = [(i, j) for i in range(0, n1, t1) for j in range(0, n2, t2)]
     if progress is None:
         progress = len(blocks) > 16
@@ -231,10 +231,16 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
         xa, xb = x1[i:i + t1], x2[j:j + t2]
         res = fn(_pad_rows(xa, t1), _pad_rows(xb, t2), sur, sigma_w, sigma_b, m)
         for k in get:
-            out[k][i:i + t1, j:j + t2] = np.asarray(getattr(res, k))[:xa.shape[0], :xb.shape[0]]
+            tile = getattr(res, k)[:xa.shape[0], :xb.shape[0]]
+            out[k] = _write_tile(out[k], tile, i, j)   # in place (donated buffer)
     for k, v in out.items():
-        if np.isnan(v).any():
-            idx = np.argwhere(np.isnan(v))[0]
+        if bool(jnp.isnan(v).any()):
+            idx = np.argwhere(np.isnan(np.asarray(v)))[0]
             raise FloatingPointError(f"kernel {k!r} is NaN at {tuple(int(t) for t in idx)}; "
                                      "please report this with the inputs")
-    return MLPKernel(**{k: jnp.asarray(v) for k, v in out.items()})
+    return MLPKernel(**out)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_tile(out, tile, i, j):
+    return jax.lax.dynamic_update_slice(out, tile, (i, j))
