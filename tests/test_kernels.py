@@ -59,7 +59,7 @@ def test_sgntk_is_asymmetric_for_unequal_norms_and_symmetric_on_circle():
 def test_x2_gives_the_transposed_roles():
     rng = np.random.default_rng(1)
     x1, x2 = rng.normal(size=(3, 4)), 2 * rng.normal(size=(5, 4))
-    kw = dict(activation="step", surrogate="sigmoid", depth=2, sigma_b=0.2)
+    kw = dict(activation="step", surrogate="sigmoid", depth=2, sigma_b=0.2, get=("nngp", "sgntk"))
     k12 = K.mlp(x1, x2, **kw)
     kall = K.mlp(np.vstack([x1, x2]), **kw)
     np.testing.assert_allclose(np.asarray(k12.sgntk), np.asarray(kall.sgntk)[:3, 3:], rtol=1e-12)
