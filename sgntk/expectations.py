@@ -173,7 +173,7 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
     Closed forms for Gaussian-profile surrogates (``gaussian``, ``erf``:
     ``A^2 s^2 / sqrt((s^2 + a)(s^2 + b) - r^2)``) and straight-through (``gamma^2``); other
     shapes integrate ``E_u[psi'(u) E[psi'(v) | u]]`` with the multi-scale rule on both levels
-    (accurate but ~10^5 evaluations per pair: meant for N up to a few hundred).
+    (accurate, but ~10^6 evaluations per pair: meant for N up to a few hundred).
     """
     shape = surrogate.shape
     gam = jnp.asarray(surrogate.dampening)
@@ -194,5 +194,6 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
 
     # Cut the outer integral at the profile's kinks/jumps (|beta u| = 1 or 1/2).
     edge = {"triangular": 1.0, "rectangular": 0.5}.get(shape)
-    breaks = () if edge is None else (edge / beta, -edge / beta)
-    return _quadrature.gauss_expectation(integrand, jnp.zeros_like(a), a, breaks)
+    breaks = () if edge is None else (edge / beta,)
+    # The integrand is even in u (psi' even, and E[psi'(v) | u] = E[psi'(v) | -u]).
+    return _quadrature.even_expectation(integrand, a, breaks)
