@@ -14,12 +14,7 @@ from sgntk import conversions as cv
 from sgntk import surrogates as sg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _sig(z):

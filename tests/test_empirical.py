@@ -11,10 +11,7 @@ from sgntk import monte_carlo as MC
 from sgntk import surrogates as S
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 @pytest.mark.parametrize("activation, shape", [("sign", "fast_sigmoid"), ("step", "triangular"),

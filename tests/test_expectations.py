@@ -15,10 +15,7 @@ def density(a, b, r):
     return multivariate_normal(mean=[0, 0], cov=[[a, r], [r, b]]).pdf
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 # Profiles re-typed in numpy (independent of sgntk.surrogates; fast in scipy's quad loops).

@@ -15,12 +15,7 @@ import scipy.integrate as si
 from sgntk import surrogates as sg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 # Every shape, with q_pseudo_spike at a light, medium and heavy tail.
