@@ -102,7 +102,7 @@ def cauchy_gauss_centered(power, m, sigma):
         return _SQRT_PI * x * e
     direct = _SQRT_PI * x * e * (0.5 - x**2) + x**2
     y = 1.0 / (2.0 * jnp.maximum(x, 20.0) ** 2)
-    series, term_coef, dfact = jnp.zeros_like(y), 1.0, 1.0
+    series, dfact = jnp.zeros_like(y), 1.0
     for n in range(9):
         series = series + ((-1) ** n) * (n + 1) * dfact * y**n
         dfact *= 2 * n + 1

@@ -28,7 +28,6 @@ All functions are elementwise over broadcast ``a, b, r`` and jit/vmap-safe.
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

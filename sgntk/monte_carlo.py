@@ -21,7 +21,7 @@ import numpy as np
 
 from . import empirical
 from ._x64 import float64
-from .kernels import KERNELS, MLPKernel, _validate
+from .kernels import KERNELS, _validate
 
 __all__ = ["MCEstimate", "estimate", "mlp_kernels"]
 

@@ -6,7 +6,6 @@ importable, its autograd is compared too (skipped otherwise).
 """
 import math
 
-import jax
 import numpy as np
 import pytest
 

@@ -1,5 +1,4 @@
 """Empirical kernels: structured MLP fast path vs Jacobians of the true/surrogate networks."""
-import functools
 
 import jax
 import jax.numpy as jnp

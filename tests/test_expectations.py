@@ -4,7 +4,6 @@ import pytest
 import scipy.integrate as si
 from scipy.stats import multivariate_normal
 
-import jax
 from sgntk import expectations as E
 from sgntk import surrogates as S
 

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 
 from sgntk.predict import (
     KernelDiagnostics,
-    Prediction,
     gp_predict,
     kernel_diagnostics,
     nngp_posterior,
