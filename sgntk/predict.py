@@ -362,6 +362,27 @@ def kernel_diagnostics(k_train_train) -> KernelDiagnostics:
 
 
 @float64
+def _check_regression_shapes(k_tx, k_xx, y, tx_name, xx_name):
+    """Validate (n_test, n_train), (n_train, n_train) and y (n_train[, n_out]); return n, m."""
+    if k_xx.ndim != 2 or k_xx.shape[0] != k_xx.shape[1]:
+        raise ValueError(
+            f"`{xx_name}` must be a square (n_train, n_train) matrix, got shape "
+            f"{k_xx.shape}."
+        )
+    n = k_xx.shape[0]
+    if y.ndim not in (1, 2) or y.shape[0] != n:
+        raise ValueError(
+            f"`y_train` has shape {y.shape}, expected ({n},) or ({n}, n_out) "
+            f"(n_train = {n} from `{xx_name}`)."
+        )
+    if k_tx.ndim != 2 or k_tx.shape[1] != n:
+        raise ValueError(
+            f"`{tx_name}` has shape {k_tx.shape}, expected (n_test, {n}) "
+            f"(n_train = {n} from `{xx_name}`)."
+        )
+    return n, k_tx.shape[0]
+
+
 def gp_predict(
     k_test_train,
     k_train_train,
@@ -445,23 +466,7 @@ def gp_predict(
     y = _as_f64(y_train, "y_train")
 
     # ---- shapes
-    if k_xx.ndim != 2 or k_xx.shape[0] != k_xx.shape[1]:
-        raise ValueError(
-            f"`k_train_train` must be a square (n_train, n_train) matrix, got shape "
-            f"{k_xx.shape}."
-        )
-    n = k_xx.shape[0]
-    if y.ndim not in (1, 2) or y.shape[0] != n:
-        raise ValueError(
-            f"`y_train` has shape {y.shape}, expected ({n},) or ({n}, n_out) "
-            f"(n_train = {n} from `k_train_train`)."
-        )
-    if k_tx.ndim != 2 or k_tx.shape[1] != n:
-        raise ValueError(
-            f"`k_test_train` has shape {k_tx.shape}, expected (n_test, {n}) "
-            f"(n_train = {n} from `k_train_train`)."
-        )
-    m = k_tx.shape[0]
+    n, m = _check_regression_shapes(k_tx, k_xx, y, "k_test_train", "k_train_train")
     nngp = {"nngp_test_test": nngp_test_test, "nngp_test_train": nngp_test_train,
             "nngp_train_train": nngp_train_train}
     given = [k for k, v in nngp.items() if v is not None]
@@ -606,23 +611,7 @@ def nngp_posterior(
     s_tx = _as_f64(nngp_test_train, "nngp_test_train")
     s_xx = _as_f64(nngp_train_train, "nngp_train_train")
     y = _as_f64(y_train, "y_train")
-    if s_xx.ndim != 2 or s_xx.shape[0] != s_xx.shape[1]:
-        raise ValueError(
-            f"`nngp_train_train` must be a square (n_train, n_train) matrix, got shape "
-            f"{s_xx.shape}."
-        )
-    n = s_xx.shape[0]
-    if y.ndim not in (1, 2) or y.shape[0] != n:
-        raise ValueError(
-            f"`y_train` has shape {y.shape}, expected ({n},) or ({n}, n_out) "
-            f"(n_train = {n} from `nngp_train_train`)."
-        )
-    if s_tx.ndim != 2 or s_tx.shape[1] != n:
-        raise ValueError(
-            f"`nngp_test_train` has shape {s_tx.shape}, expected (n_test, {n}) "
-            f"(n_train = {n} from `nngp_train_train`)."
-        )
-    m = s_tx.shape[0]
+    n, m = _check_regression_shapes(s_tx, s_xx, y, "nngp_test_train", "nngp_train_train")
     s_tt = None
     if nngp_test_test is not None:
         s_tt = _as_f64(nngp_test_test, "nngp_test_test")
