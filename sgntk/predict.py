@@ -361,7 +361,6 @@ def kernel_diagnostics(k_train_train) -> KernelDiagnostics:
     return _diagnostics(k)
 
 
-@float64
 def _check_regression_shapes(k_tx, k_xx, y, tx_name, xx_name):
     """Validate (n_test, n_train), (n_train, n_train) and y (n_train[, n_out]); return n, m."""
     if k_xx.ndim != 2 or k_xx.shape[0] != k_xx.shape[1]:
@@ -383,6 +382,7 @@ def _check_regression_shapes(k_tx, k_xx, y, tx_name, xx_name):
     return n, k_tx.shape[0]
 
 
+@float64
 def gp_predict(
     k_test_train,
     k_train_train,
