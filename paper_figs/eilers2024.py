@@ -24,6 +24,7 @@ import os
 import shutil
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -58,8 +59,7 @@ def fig12(res, cfg, out, which):
     da = data["a_test"]
     prefix, key = ("gd", "ntk") if which == 1 else ("sgl", "sgntk")
     ms = f12["ms"]
-    fig, axes = plt.subplots(2, len(ms) + 1, figsize=(3.1 * (len(ms) + 1), 5.6),
-                             sharex=True)
+    fig, axes = plt.subplots(2, len(ms) + 1, figsize=(3.1 * (len(ms) + 1), 5.6))
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(f12["widths"])))
     for j, m in enumerate(ms):
         for row, when in enumerate(("init", "final")):
@@ -73,6 +73,7 @@ def fig12(res, cfg, out, which):
             ax.plot(da, np.arcsinh(an[f"{key}_m{m:g}"]), "k--", lw=1.5, label="analytic")
             t = "t = 0" if when == "init" else f"after {f12['steps']} steps"
             ax.set_title(f"m = {m:g}, {t}")
+            ax.set_xlim(-np.pi, np.pi)
             ax.grid(alpha=0.3)
             if j == 0:
                 ax.set_ylabel(("asinh NTK " if which == 1 else "asinh SG-NTK ")
@@ -94,6 +95,8 @@ def fig12(res, cfg, out, which):
         ax.plot(fine, np.arcsinh(an["fine_sgntk_sign"]), "k--", lw=1.5, label=r"$I_{sign}$")
         ax.set_title(r"analytic $I_{erf_m} \to I_{sign}$")
     ax.legend()
+    ax.set_xlim(-np.pi, np.pi)
+    ax.set_xlabel(r"$\Delta a$")
     ax.grid(alpha=0.3)
     # bottom right: analytic limit at the peak vs m
     ax = axes[1, -1]
@@ -242,8 +245,12 @@ def fig_agreement(res, cfg, out):
     axes[2].axhline(1, color="k", lw=0.8)
     axes[2].set(xlabel="width", ylabel="mean var_nets / mean var_GP",
                 title="variance ratio at the end of training")
+    widths = sorted({r["width"] for r in recs})
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
+    for ax in (axes[0], axes[2]):
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=6)
     axes[1].legend()
     fig.tight_layout()

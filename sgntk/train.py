@@ -87,7 +87,7 @@ def network_fn(*, activation, surrogate=None, m=1.0, sigma_w=1.0, sigma_b=0.0,
 
 
 def _train_chunk(keys, x_train, y_train, x_test, kx1, kx2, seg_lengths, hp, sur, ksur, *,
-                 in_dim, width, depth, activation, opt, kernels, jump_width):
+                 in_dim, width, depth, activation, opt, kernels, jump_width, inner_batch):
     """Train ``len(keys)`` networks (vmapped); returns outputs, losses and kernels.
 
     ``hp`` (m, sigma_w, sigma_b, output_scale) and the surrogates are traced arguments, so
@@ -128,7 +128,12 @@ def _train_chunk(keys, x_train, y_train, x_test, kx1, kx2, seg_lengths, hp, sur,
         k1 = kernel_fn(p, kx1, kx2) if kernels else None
         return outs, losses, k0, k1
 
-    return jax.vmap(one)(keys)
+    if inner_batch is None or inner_batch >= keys.shape[0]:
+        return jax.vmap(one)(keys)
+    # sequential over groups of `inner_batch` vmapped networks: each group runs all its steps
+    # while its parameters stay in cache (a full vmap streams every network's weights through
+    # memory at every step; at width 500 that is memory-bound on a CPU)
+    return jax.lax.map(one, keys, batch_size=inner_batch)
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,11 +142,11 @@ def _sgd(learning_rate):
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled(in_dim, width, depth, activation, opt, kernels, jump_width):
+def _compiled(in_dim, width, depth, activation, opt, kernels, jump_width, inner_batch):
     """One jitted chunk trainer per static configuration (m, scales, surrogate are traced)."""
     return jax.jit(functools.partial(_train_chunk, in_dim=in_dim, width=width, depth=depth,
                                      activation=activation, opt=opt, kernels=kernels,
-                                     jump_width=jump_width))
+                                     jump_width=jump_width, inner_batch=inner_batch))
 
 
 def train_ensemble(key, x_train, y_train, x_test, *, n_networks: int, width: int,
@@ -153,7 +158,8 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_networks: int, width: int
                    kernel_x1=None, kernel_x2=None,
                    kernels: Sequence[str] = ("sgntk",), kernel_surrogate=None,
                    jump_width: Optional[float] = None, chunk_size: int = 100,
-                   dtype="float32", progress: bool = False) -> EnsembleResult:
+                   inner_batch: Optional[int] = -1, dtype="float32",
+                   progress: bool = False) -> EnsembleResult:
     """Train ``n_networks`` independent MLPs on ``(x_train, y_train)`` and record outputs/kernels.
 
     Args:
@@ -177,6 +183,10 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_networks: int, width: int
       jump_width: smoothed Dirac true derivative for sign/step nets (see ``mlp_empirical``).
       chunk_size: networks trained at once (memory ~ chunk_size x parameters x optimiser
         state); the last chunk is padded so one compilation serves all chunks.
+      inner_batch: networks vmapped together *inside* a chunk; the chunk loops over such
+        groups (``jax.lax.map(..., batch_size=inner_batch)``) so a group's weights stay in
+        cache for all its steps. ``None``: vmap the whole chunk; ``-1`` (default): automatic,
+        about 2**19 weights per group (``max(1, 2**19 // width**2)`` networks for depth >= 2).
       dtype: ``"float32"`` (default) or ``"float64"`` (runs under ``jax.enable_x64``).
       progress: tqdm bar over chunks.
 
@@ -200,13 +210,14 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_networks: int, width: int
                       learning_rate=learning_rate, optimizer=optimizer, kernel_x1=kernel_x1,
                       kernel_x2=kernel_x2, kernels=tuple(kernels),
                       kernel_surrogate=kernel_surrogate, jump_width=jump_width,
-                      chunk_size=chunk_size, dtype=dtype, progress=progress)
+                      chunk_size=chunk_size, inner_batch=inner_batch, dtype=dtype,
+                      progress=progress)
 
 
 def _train(key, x_train, y_train, x_test, rec, *, n_networks, width, steps, depth,
            activation, surrogate, m, sigma_w, sigma_b, output_scale, learning_rate, optimizer,
-           kernel_x1, kernel_x2, kernels, kernel_surrogate, jump_width, chunk_size, dtype,
-           progress):
+           kernel_x1, kernel_x2, kernels, kernel_surrogate, jump_width, chunk_size,
+           inner_batch, dtype, progress):
     t0 = time.perf_counter()
     dt = jnp.dtype(dtype)
     x_train = jnp.asarray(x_train, dt)
@@ -233,8 +244,12 @@ def _train(key, x_train, y_train, x_test, rec, *, n_networks, width, steps, dept
     hp = {k: jnp.asarray(v, dt) for k, v in dict(m=m, sigma_w=sigma_w, sigma_b=sigma_b,
                                                  output_scale=output_scale).items()}
     seg = jnp.asarray(np.diff(np.concatenate([[0], rec])), jnp.int32)
+    if inner_batch == -1:
+        n_w = width * width if depth >= 2 else width * (x_train.shape[1] + 2)
+        inner_batch = max(1, 2 ** 19 // n_w)
     fn = _compiled(x_train.shape[1], width, depth, activation, opt, tuple(kernels),
-                   None if jump_width is None else float(jump_width))
+                   None if jump_width is None else float(jump_width),
+                   None if inner_batch is None else int(inner_batch))
     keys = ensemble_keys(key, n_networks)
     chunk = min(chunk_size, n_networks)
     n_chunks = -(-n_networks // chunk)

@@ -89,8 +89,9 @@ def test_chunking_and_padding_give_identical_results():
               record_steps=[0, 2, 6], kernel_x1=xt[:2], kernel_x2=xt, kernels=("sgntk",),
               dtype="float64")
     ref = T.train_ensemble(jax.random.PRNGKey(1), x, y, xt, chunk_size=5, **kw)
-    for chunk in (2,):  # 3 chunks, the last one padded
-        r = T.train_ensemble(jax.random.PRNGKey(1), x, y, xt, chunk_size=chunk, **kw)
+    for chunk, inner in ((2, -1), (5, 2)):  # 3 chunks, the last padded; lax.map groups of 2
+        r = T.train_ensemble(jax.random.PRNGKey(1), x, y, xt, chunk_size=chunk,
+                             inner_batch=inner, **kw)
         np.testing.assert_allclose(r.outputs, ref.outputs, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(r.kernels_final.sgntk, ref.kernels_final.sgntk, rtol=1e-12)
         assert r.kernels_init.nngp is None and r.kernels_init.sgntk.shape == (5, 2, 4)

@@ -191,7 +191,11 @@ def settings(cfg: dict) -> list:
 
 
 def _n_nets(cfg, setting, width):
-    by = cfg["fig3"].get("n_networks_by_width", {}) if setting["group"] != "beyond" else {}
+    """Ensemble size: ``b2.n_networks`` for B.2 if given, else ``fig3.n_networks_by_width``
+    (keys are widths as strings) for Fig. 3, else the setting's ``n_networks``."""
+    if setting["group"] == "b2" and "n_networks" in cfg["b2"]:
+        return int(cfg["b2"]["n_networks"])
+    by = cfg["fig3"].get("n_networks_by_width", {}) if setting["group"] == "fig3" else {}
     return int(by.get(str(width), setting["n_networks"]))
 
 
