@@ -37,9 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .empirical import MLPParams, mlp_apply, mlp_empirical, mlp_init, mlp_surrogate_apply
+from .empirical import mlp_apply, mlp_empirical, mlp_init, mlp_surrogate_apply
 from .kernels import KERNELS, MLPKernel
-from .surrogates import Surrogate
 from .surrogates import get as get_surrogate
 
 __all__ = ["EnsembleResult", "network_fn", "train_ensemble", "ensemble_keys"]
