@@ -5,7 +5,8 @@
 
 The presets ``smoke.json``, ``quick.json``, ``full.json`` equal ``sgntk.reproduce.eilers2024
 .PRESETS`` (checked by ``tests/test_reproduce.py``); copy one and edit it for another size
-(``medium.json`` is the largest run that fits ~25 min on 2 shared CPU cores). A rerun with the
+(``medium.json``: ~8 min, ``large.json``: the largest run that fits ~25 min on 2 CPU cores --
+500 nets per width for Fig. 3 at 5000 steps). A rerun with the
 same output folder resumes: finished units of work are skipped.
 """
 import argparse
