@@ -7,7 +7,8 @@ Usage::
     python experiments/randman.py --config cfg.json --set lr=0.005 epochs=20
     python experiments/randman.py --smoke                 # tiny, CI-sized run
 
-Writes ``<out>/seed{N}/summary.json`` (atomically; config, seed, per-epoch loss and
+A seed whose ``summary.json`` exists with the same configuration is reused (resume after an
+interruption; ``--force`` retrains). Writes ``<out>/seed{N}/summary.json`` (atomically; config, seed, per-epoch loss and
 validation accuracy, ``test_accuracy``, spike rates, wall time, versions) and prints one line
 per seed plus the mean. Config fields: :class:`sgntk.lif_train.TrainConfig`.
 """
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/randman", help="output folder")
     ap.add_argument("--smoke", action="store_true", help="tiny configuration for CI")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--force", action="store_true",
+                    help="retrain seeds whose summary.json already exists (default: reuse)")
     args = ap.parse_args(argv)
 
     cfg: dict = dict(SMOKE) if args.smoke else {}
@@ -62,8 +65,19 @@ def main(argv=None) -> int:
     accs = []
     for seed in args.seeds:
         out_dir = os.path.join(args.out, f"seed{seed}")
-        s = lif_train.train_randman({**cfg, "seed": seed}, out_dir=out_dir,
-                                    progress=not args.no_progress)
+        done = os.path.join(out_dir, "summary.json")
+        if os.path.exists(done) and not args.force:
+            with open(done) as f:
+                s = json.load(f)
+            if s["config"] == {**s["config"], **cfg, "seed": seed}:
+                print(f"seed {seed}: reusing {done} (--force to retrain)")
+            else:
+                s = None
+        else:
+            s = None
+        if s is None:
+            s = lif_train.train_randman({**cfg, "seed": seed}, out_dir=out_dir,
+                                        progress=not args.no_progress)
         accs.append(s["test_accuracy"])
         print(f"seed {seed}: test accuracy {s['test_accuracy']:.3f}, "
               f"wall {s['wall_time_s']:.1f} s, hidden rate "
