@@ -10,13 +10,16 @@ Modules (one concept each):
 * :mod:`sgntk.monte_carlo` -- Monte-Carlo kernel estimates with standard errors
 * :mod:`sgntk.predict`     -- trained-network distributions under an (asymmetric) kernel
 * :mod:`sgntk.stax`        -- neural-tangents layers with SG-NTK kernels (optional dependency)
+* :mod:`sgntk.train`       -- ensembles of MLPs trained by GD or SGL (vmap over seeds)
 * :mod:`sgntk.lif`, :mod:`sgntk.lif_train`, :mod:`sgntk.data` -- LIF networks, training, data
+* :mod:`sgntk.lif_kernels` -- LIF kernels: empirical, analytic (no reset), Monte Carlo (reset)
+* :mod:`sgntk.reproduce`   -- paper reproductions (``sgntk reproduce eilers2024``)
 
 Importing sgntk changes no JAX setting: kernel entry points run in float64 internally.
 """
-from . import (conversions, empirical, expectations, kernels, monte_carlo, predict,
-               surrogates)
+from . import (conversions, data, empirical, expectations, kernels, lif, lif_kernels,
+               lif_train, monte_carlo, predict, surrogates, train)
 
 __version__ = "0.1.0"
-__all__ = ["conversions", "empirical", "expectations", "kernels", "monte_carlo", "predict",
-           "surrogates"]
+__all__ = ["conversions", "data", "empirical", "expectations", "kernels", "lif", "lif_kernels",
+           "lif_train", "monte_carlo", "predict", "surrogates", "train"]
