@@ -18,8 +18,8 @@ Modules (one concept each):
 Importing sgntk changes no JAX setting: kernel entry points run in float64 internally.
 """
 from . import (conversions, data, empirical, expectations, kernels, lif, lif_kernels,
-               lif_train, monte_carlo, predict, surrogates, train)
+               lif_train, monte_carlo, predict, reproduce, surrogates, train)
 
 __version__ = "0.1.0"
 __all__ = ["conversions", "data", "empirical", "expectations", "kernels", "lif", "lif_kernels",
-           "lif_train", "monte_carlo", "predict", "surrogates", "train"]
+           "lif_train", "monte_carlo", "predict", "reproduce", "surrogates", "train"]

@@ -179,7 +179,7 @@ def unit_circle(n_train: int = 15, n_test: int = 100):
     Test angles ``a_i = 2 pi i / n_test - pi``, ``i = 0..n_test-1``; training angles are
     **evenly spaced**, ``a_j = 2 pi j / n_train - pi`` -- the paper's exact training angles are
     not stated in the material available to us, so this is our choice. Inputs are
-    ``x = (cos a, sin a)``, targets :func:`circle_target` (no noise).
+    ``x = (sin a, cos a)`` (the paper's convention, reference notes section 1), targets :func:`circle_target` (no noise).
 
     Returns:
       ``(x_train (n_train, 2), y_train (n_train,), x_test (n_test, 2), y_test (n_test,),
@@ -187,8 +187,8 @@ def unit_circle(n_train: int = 15, n_test: int = 100):
     """
     a_te = 2 * np.pi * np.arange(n_test) / n_test - np.pi
     a_tr = 2 * np.pi * np.arange(n_train) / n_train - np.pi
-    x_tr = np.stack([np.cos(a_tr), np.sin(a_tr)], -1)
-    x_te = np.stack([np.cos(a_te), np.sin(a_te)], -1)
+    x_tr = np.stack([np.sin(a_tr), np.cos(a_tr)], -1)
+    x_te = np.stack([np.sin(a_te), np.cos(a_te)], -1)
     return dict(x_train=x_tr, y_train=circle_target(x_tr), x_test=x_te,
                 y_test=circle_target(x_te), a_train=a_tr, a_test=a_te)
 

@@ -251,6 +251,7 @@ def test_unit_circle():
     assert c["x_train"].shape == (15, 2) and c["x_test"].shape == (100, 2)
     np.testing.assert_allclose(np.linalg.norm(c["x_test"], axis=1), 1.0)
     np.testing.assert_allclose(c["a_test"][0], -np.pi)
+    np.testing.assert_allclose(c["x_test"][25], [np.sin(-np.pi / 2), np.cos(-np.pi / 2)], atol=1e-15)
     x = np.array([[0.6, 0.8]])
     want = 4 * 0.6 * 0.64 - 0.8 * 0.216 + 1.2 * 0.64 - 0.8 * 0.36 * 0.8
     np.testing.assert_allclose(data.circle_target(x), [want])
