@@ -48,6 +48,15 @@ def _one(pattern):
     return _load(files[0])
 
 
+def _save(fig, out, name):
+    """tight_layout, write ``out/name`` and close the figure; returns the path."""
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _setting_tag(s, d, k):
     return f"sign-{s}-L{d}-k{k:g}"
 
@@ -120,11 +129,7 @@ def fig12(res, cfg, out, which):
     name = "Fig. 1: erf_m nets trained by true GD" if which == 1 else \
         "Fig. 2: erf_m nets trained by SGL (erf' surrogate)"
     fig.suptitle(f"{name}; {f12['n_networks']} nets per width ({cfg['name']} preset)")
-    fig.tight_layout()
-    path = os.path.join(out, f"fig{which}.png")
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, out, f"fig{which}.png")
 
 
 def _pred(res, tag):
@@ -160,11 +165,7 @@ def fig3a(res, cfg, out, scale, fname):
     ax.grid(alpha=0.3)
     lo, hi = np.percentile(ys, [1, 99])
     ax.set_ylim(min(lo, data["y_test"].min()) - 0.5, max(hi, data["y_test"].max()) + 0.5)
-    fig.tight_layout()
-    path = os.path.join(out, fname)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, out, fname)
 
 
 def fig3b(res, cfg, out):
@@ -186,11 +187,7 @@ def fig3b(res, cfg, out):
                  f"({f3['steps']} SGL steps)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(out, "fig3b.png")
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, out, "fig3b.png")
 
 
 def fig_b3b4(res, cfg, out):
@@ -212,11 +209,7 @@ def fig_b3b4(res, cfg, out):
         ax.set(xlabel="width n", ylabel="MSE(empirical row, analytic row)", title=title)
         ax.grid(alpha=0.3, which="both")
         ax.legend(ncol=2)
-    fig.tight_layout()
-    path = os.path.join(out, "figB3_B4.png")
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, out, "figB3_B4.png")
 
 
 def fig_agreement(res, cfg, out):
@@ -253,11 +246,7 @@ def fig_agreement(res, cfg, out):
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=6)
     axes[1].legend()
-    fig.tight_layout()
-    path = os.path.join(out, "agreement.png")
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, out, "agreement.png")
 
 
 def main(argv=None):
