@@ -11,8 +11,8 @@ For ``(u, v) ~ N(0, [[a, r], [r, b]])`` -- ``u`` the pre-activation at ``x`` (va
 Activations (:data:`ACTIVATIONS`): ``sign`` (jump c = 2), ``step`` (Heaviside, jump c = 1),
 ``erf`` (``erf(m z)``), or any smooth callable (2-D trapezoid rule in standardised
 coordinates: accurate when phi varies on scales above ~0.3 pre-activation std). Closed forms, from
-Eilers, Memmesheimer & Goedeke (NeurIPS 2024), Sec. 3 and App. A, re-derived in
-``docs`` of each function:
+Eilers, Memmesheimer & Goedeke (NeurIPS 2024), Sec. 3 and App. A (re-derived here; each is
+checked against brute-force quadrature in ``tests/test_expectations.py``):
 
 * sign: ``E[sgn u sgn v] = (2/pi) arcsin(rho)``; step: ``1/4 + arcsin(rho)/(2 pi)``.
 * erf_m: ``(2/pi) arcsin(2 m^2 r / sqrt((1 + 2 m^2 a)(1 + 2 m^2 b)))``.
