@@ -101,6 +101,7 @@ from . import lif as _lif
 from . import monte_carlo as _mc
 from . import surrogates as _sg
 from ._x64 import float64
+from .kernels import _positive
 
 __all__ = [
     "KERNELS",
@@ -255,20 +256,13 @@ def _spike_batch(name, x, n_in=None, T=None):
     return arr
 
 
-def _scale(name, v, *, allow_zero=False):
-    f = float(v)
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}; got {v!r}")
-    return f
-
-
 def _check_m(m, allow_none):
     if m is None:
         if allow_none:
             return None
         raise ValueError("m (sharpness of the smoothed true spike derivative) must be a finite "
                          "number > 0 for finite networks and Monte Carlo")
-    return _scale("m", m)
+    return _positive("m", m)
 
 
 def _check_get(get):
@@ -291,8 +285,8 @@ def _prepare(x1, x2, config, kappa, get, sigma_w, sigma_b, sigma_o):
     x2 = x1 if x2 is None else _spike_batch("x2", x2, x1.shape[2], x1.shape[1])
     cfg = _check_config(config)
     kap = _kappa(kappa, config, x1.shape[1])
-    return (x1, x2, cfg, kap, _check_get(get), _scale("sigma_w", sigma_w),
-            _scale("sigma_b", sigma_b, allow_zero=True), _scale("sigma_o", sigma_o))
+    return (x1, x2, cfg, kap, _check_get(get), _positive("sigma_w", sigma_w),
+            _positive("sigma_b", sigma_b, allow_zero=True), _positive("sigma_o", sigma_o))
 
 
 # --------------------------------------------------------------------------------------
@@ -660,7 +654,7 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig, 
     """
     x1, x2, cfg, kap, get, sw, sb, so = _prepare(x1, x2, config, kappa, get, sigma_w,
                                                  sigma_b, sigma_o)
-    srec = _scale("sigma_rec", sigma_rec, allow_zero=True)
+    srec = _positive("sigma_rec", sigma_rec, allow_zero=True)
     m = _check_m(m, allow_none=False)
     if params.w_in.shape[0] != x1.shape[2]:
         raise ValueError(f"params.w_in has {params.w_in.shape[0]} inputs but the spike trains "
@@ -685,7 +679,7 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
     """
     x1, x2, cfg, kap, get, sw, sb, so = _prepare(x1, x2, config, kappa, get, sigma_w,
                                                  sigma_b, sigma_o)
-    srec = _scale("sigma_rec", sigma_rec, allow_zero=True)
+    srec = _positive("sigma_rec", sigma_rec, allow_zero=True)
     m = _check_m(m, allow_none=False)
     if not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"width must be an integer >= 1; got {width!r}")
