@@ -76,6 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._util import is_traced
 from ._x64 import float64
 
 __all__ = [
@@ -129,10 +130,6 @@ class KernelDiagnostics(NamedTuple):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _is_traced(*xs) -> bool:
-    return any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def _as_f64(x, name: str):
@@ -298,7 +295,7 @@ def _flow_resolvent(k, h, n_iter: int):
 def _n_squarings_bound(k, h_max) -> int:
     """Static scan length: enough squarings for the largest ``h``.  Bucketed to {0, 64, max}
     (the scan body compiles once whatever its length; idle steps cost a ``cond`` each)."""
-    if _is_traced(k, h_max):
+    if is_traced(k, h_max):
         return _MAX_SQUARINGS
     norm1 = max(float(jnp.max(jnp.sum(jnp.abs(k), axis=0))), 1.0) * float(h_max)
     if not norm1 > _PADE13_THETA:
@@ -487,7 +484,7 @@ def gp_predict(
     # ---- scalars / times
     c = _normalization(loss_normalization, y.size)
     t_arr = jnp.inf if t is None else t
-    if _is_traced(t_arr):
+    if is_traced(t_arr):
         t_arr = jnp.asarray(t_arr, dtype=jnp.float64)
         t_concrete = None
     else:
@@ -503,7 +500,7 @@ def gp_predict(
         if want_cov:
             arrays += [(s_tt, "nngp_test_test"), (s_tx, "nngp_test_train"),
                        (s_xx, "nngp_train_train")]
-        if _is_traced(*(a for a, _ in arrays), learning_rate, diag_reg) or t_concrete is None:
+        if is_traced(*(a for a, _ in arrays), learning_rate, diag_reg) or t_concrete is None:
             raise TypeError(
                 "gp_predict(check=True) needs concrete (non-traced) inputs to run its "
                 "diagnostics; pass check=False when calling it inside jit/vmap/grad."
@@ -621,7 +618,7 @@ def nngp_posterior(
         arrays = [(s_tx, "nngp_test_train"), (s_xx, "nngp_train_train"), (y, "y_train")]
         if s_tt is not None:
             arrays.append((s_tt, "nngp_test_test"))
-        if _is_traced(*(a for a, _ in arrays), diag_reg):
+        if is_traced(*(a for a, _ in arrays), diag_reg):
             raise TypeError(
                 "nngp_posterior(check=True) needs concrete inputs; pass check=False inside jit."
             )
