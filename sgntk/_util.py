@@ -163,3 +163,23 @@ def versions() -> dict:
     except Exception:  # noqa: BLE001 - no git is fine
         pass
     return out
+
+
+# ------------------------------------------------------------------------------ renamed keywords
+def renamed_keyword(new_name: str, new_value, old_name: str, old_value, *, default=None,
+                    stacklevel: int = 3):
+    """Resolve a keyword that was renamed from ``old_name`` to ``new_name``.
+
+    The old keyword still works but emits a ``DeprecationWarning``; passing both raises
+    ``ValueError``. ``None`` means "not given" for both; the result is ``default`` if neither
+    was given. ``stacklevel`` points the warning at the caller of the public function (3 when
+    this is called directly from it).
+    """
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise ValueError(f"pass {new_name}= only ({old_name}= is its deprecated old name)")
+    import warnings
+    warnings.warn(f"{old_name}= is deprecated; use {new_name}= (same meaning)",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return old_value
