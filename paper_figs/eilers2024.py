@@ -2,8 +2,8 @@
 
     python paper_figs/eilers2024.py [results/eilers2024-quick] [--out DIR]
 
-Reads the folder written by ``sgntk reproduce eilers2024`` (``sgntk.reproduce.eilers2024.run``)
-and writes PNGs into ``paper_figs/eilers2024/<config name>/`` (default) together with copies of
+Reads the folder written by ``sgntk reproduce eilers2024`` (``experiments/eilers2024/study.py``;
+unit files are found through its ``units.json``) and writes PNGs into ``paper_figs/eilers2024/<config name>/`` (default) together with copies of
 the small summaries (``agreement.json``, ``agreement.txt``, ``kernel_mse.json``, ``config.json``,
 ``versions.json``), so the committed figures and numbers sit side by side:
 
@@ -18,6 +18,7 @@ the small summaries (``agreement.json``, ``agreement.txt``, ``kernel_mse.json``,
   variance ratio, for every setting (paper's and beyond).
 """
 import argparse
+import fnmatch
 import glob
 import json
 import os
@@ -30,22 +31,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sgntk.runner import load_unit  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7,
                      "figure.dpi": 110})
 
 
-def _load(path):
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _one(pattern):
-    files = sorted(glob.glob(pattern))
+def _one(res, name):
+    """The result of the unit whose name matches the pattern ``name`` in the folder ``res``:
+    looked up in the run's ``units.json`` (this run's files; files left by changed configs are
+    ignored), or by ``glob`` in result folders written before ``units.json`` existed."""
+    manifest = os.path.join(res, "units.json")
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            units = json.load(f)
+        files = sorted(os.path.join(res, p) for n, p in units.items() if fnmatch.fnmatch(n, name))
+    else:
+        files = sorted(glob.glob(os.path.join(res, name + "*.npz")))
     if not files:
-        raise FileNotFoundError(f"no results matching {pattern}; run "
+        raise FileNotFoundError(f"no results matching {name!r} in {res}; run "
                                 "`sgntk reproduce eilers2024` first")
-    return _load(files[0])
+    return load_unit(files[0])
 
 
 def _save(fig, out, name):
@@ -63,8 +70,8 @@ def _setting_tag(s, d, k):
 
 def fig12(res, cfg, out, which):
     f12 = cfg["fig12"]
-    an = _load(os.path.join(res, "analytic", "fig12_rows.npz"))
-    data = _load(os.path.join(res, "data.npz"))
+    an = _one(res, "analytic/fig12_rows")
+    data = load_unit(os.path.join(res, "data.npz"))
     da = data["a_test"]
     prefix, key = ("gd", "ntk") if which == 1 else ("sgl", "sgntk")
     ms = f12["ms"]
@@ -74,7 +81,7 @@ def fig12(res, cfg, out, which):
         for row, when in enumerate(("init", "final")):
             ax = axes[row, j]
             for c, w in zip(colors, f12["widths"]):
-                r = _one(os.path.join(res, "fig12", f"{prefix}_m{m:g}_n{w}_N*"))
+                r = _one(res, f"fig12/{prefix}_m{m:g}_n{w}_N*")
                 rows = r[f"rows_{when}"]
                 for k, y in enumerate(rows):
                     ax.plot(da, np.arcsinh(y), color=c, lw=0.6, alpha=0.6,
@@ -133,7 +140,7 @@ def fig12(res, cfg, out, which):
 
 
 def _pred(res, tag):
-    return _one(os.path.join(res, "analytic", f"pred_{tag}_T*.npz"))
+    return _one(res, f"analytic/pred_{tag}_T*")
 
 
 def fig3a(res, cfg, out, scale, fname):
@@ -141,9 +148,9 @@ def fig3a(res, cfg, out, scale, fname):
     depth = cfg["net"]["depth"]
     tag = _setting_tag(f3["surrogate"], depth, scale)
     w = f3["show_width"] if scale == f3["output_scale"] else cfg["b2"]["widths"][-1]
-    e = _one(os.path.join(res, "ensembles", f"{tag}_n{w}_N*"))
+    e = _one(res, f"ensembles/{tag}_n{w}_N*")
     p = _pred(res, tag)
-    data = _load(os.path.join(res, "data.npz"))
+    data = load_unit(os.path.join(res, "data.npz"))
     a = data["a_test"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ys = e["outputs"][:, -1]
@@ -172,12 +179,12 @@ def fig3b(res, cfg, out):
     f3 = cfg["fig3"]
     tag = _setting_tag(f3["surrogate"], cfg["net"]["depth"], f3["output_scale"])
     p = _pred(res, tag)
-    data = _load(os.path.join(res, "data.npz"))
+    data = load_unit(os.path.join(res, "data.npz"))
     a = data["a_test"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(f3["widths"])))
     for c, w in zip(colors, f3["widths"]):
-        e = _one(os.path.join(res, "ensembles", f"{tag}_n{w}_N*"))
+        e = _one(res, f"ensembles/{tag}_n{w}_N*")
         ax.plot(a, e["outputs"][:, -1].mean(0), color=c, lw=1.5,
                 label=f"mean of {e['outputs'].shape[0]} nets, n={w}")
     ax.plot(a, p["mean"][-1], "C3", lw=2, ls="--", label="SG-NTK GP mean")

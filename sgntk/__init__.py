@@ -13,13 +13,17 @@ Modules (one concept each):
 * :mod:`sgntk.train`       -- ensembles of MLPs trained by GD or SGL (vmap over seeds)
 * :mod:`sgntk.lif`, :mod:`sgntk.lif_train`, :mod:`sgntk.data` -- LIF networks, training, data
 * :mod:`sgntk.lif_kernels` -- LIF kernels: empirical, analytic (no reset), Monte Carlo (reset)
-* :mod:`sgntk.reproduce`   -- paper reproductions (``sgntk reproduce eilers2024``)
+* :mod:`sgntk.runner`      -- resumable units of work (atomic files, config hashes, executors)
+
+Not imported here: :mod:`sgntk.plotting` (optional figures, needs matplotlib), :mod:`sgntk.cli`
+(``sgntk demo``, ``sgntk reproduce <study>``; the studies live in ``experiments/`` of the
+checkout).
 
 Importing sgntk changes no JAX setting: kernel entry points run in float64 internally.
 """
 from . import (conversions, data, empirical, expectations, kernels, lif, lif_kernels,
-               lif_train, monte_carlo, predict, reproduce, surrogates, train)
+               lif_train, monte_carlo, predict, runner, surrogates, train)
 
 __version__ = "0.1.0"
 __all__ = ["conversions", "data", "empirical", "expectations", "kernels", "lif", "lif_kernels",
-           "lif_train", "monte_carlo", "predict", "reproduce", "surrogates", "train"]
+           "lif_train", "monte_carlo", "predict", "runner", "surrogates", "train"]

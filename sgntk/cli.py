@@ -1,18 +1,30 @@
 """Command line: ``sgntk demo`` and ``sgntk reproduce eilers2024``.
 
 ``sgntk demo [--out DIR]`` prints the SG-NTK of the paper's sign network on the unit circle
-(analytic vs. Monte Carlo over wide networks, and the diverging naive erf_m NTK) and writes
-``DIR/demo_kernels.png``. It finishes in well under a minute on a laptop CPU.
+(analytic vs. Monte Carlo over wide networks, and the diverging naive erf_m NTK), writes
+``DIR/demo_kernels.json`` and, if matplotlib is installed, ``DIR/demo_kernels.png``
+(:mod:`sgntk.plotting`; or later ``python paper_figs/demo.py DIR``). It finishes in well under a
+minute on a laptop CPU. This module never imports matplotlib itself.
+
+``sgntk reproduce <study> [--smoke|--quick|--full|--config C]`` runs
+``experiments/<study>/study.py`` of a source checkout (:func:`load_study`; the experiments are
+not part of the installed package).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import time
 
 import numpy as np
+
+from . import plotting
+from ._util import write_json
+
+__all__ = ["demo", "demo_results", "experiments_dir", "load_study", "main"]
 
 
 def _circle(angles):
@@ -21,7 +33,35 @@ def _circle(angles):
 
 def demo(out: str = "results/demo", *, width: int = 512, n_networks: int = 64,
          seed: int = 0) -> dict:
-    """Kernel table + figure for the paper's setting (L = 2, sigma_w = 1, sigma_b = 0.1)."""
+    """Kernel table + figure for the paper's setting (L = 2, sigma_w = 1, sigma_b = 0.1).
+
+    Writes :func:`demo_results` to ``out/demo_kernels.json`` and, if matplotlib is installed,
+    draws ``out/demo_kernels.png`` from that file (:func:`sgntk.plotting.demo_figure`).
+    """
+    result = demo_results(width=width, n_networks=n_networks, seed=seed)
+    png = os.path.join(out, "demo_kernels.png") if plotting.available() else None
+    result["figure"] = png
+    path = os.path.join(out, "demo_kernels.json")
+    write_json(path, result)
+    if png is None:
+        print("matplotlib is not installed: no figure written (pip install matplotlib); "
+              f"draw it later with `python paper_figs/demo.py {out}`")
+    else:
+        with open(path) as f:  # the figure is drawn from the saved results only
+            plotting.demo_figure(json.load(f), png)
+    print(f"wrote {png + ' and ' if png else ''}{path} in {result['seconds']:.1f} s")
+    return result
+
+
+def demo_results(*, width: int = 512, n_networks: int = 64, seed: int = 0) -> dict:
+    """Compute and print the demo's kernel table and the curves of its figure.
+
+    Returns a dict: ``setting``; ``rows`` (per angle difference: NNGP, analytic SG-NTK
+    ``I_sign`` with the erf' surrogate, its Monte-Carlo mean and standard error over
+    ``n_networks`` networks of width ``width``, the naive erf_m NTK for m = 2, 5, 20);
+    ``monte_carlo`` (its settings); ``curves`` (``angles`` and the kernel rows
+    ``K(x(0), x(angle))``: SG-NTK per surrogate, naive NTK per m); ``seconds``.
+    """
     from . import kernels, monte_carlo
 
     t0 = time.time()
@@ -42,12 +82,13 @@ def demo(out: str = "results/demo", *, width: int = 512, n_networks: int = 64,
     for j, a in enumerate(table_angles):
         i_an, i_mc = float(an.sgntk[0, j]), float(mc.mean.sgntk[0, j])
         se = float(mc.stderr.sgntk[0, j])
+        z = (i_mc - i_an) / se if se > 0 else float("nan")
         row = dict(delta_angle=float(a), nngp=float(an.nngp[0, j]), sgntk=i_an,
                    mc_mean=i_mc, mc_stderr=se, **{f"naive_ntk_m{m}": float(v[j])
                                                    for m, v in naive.items()})
         rows.append(row)
         print(f"{a:11.4f} {row['nngp']:8.4f} {i_an:8.4f} {i_mc:8.4f} {se:7.4f} "
-              f"{(i_mc - i_an) / se:6.2f} | {'':17}{naive[2][j]:7.3f} {naive[5][j]:7.3f} "
+              f"{z:6.2f} | {'':17}{naive[2][j]:7.3f} {naive[5][j]:7.3f} "
               f"{naive[20][j]:8.3f}")
     print(f"(MC: {n_networks} networks of width {width}, Dirac derivative smoothed to "
           "width 0.02; z = (MC - analytic)/se)")
@@ -60,42 +101,53 @@ def demo(out: str = "results/demo", *, width: int = 512, n_networks: int = 64,
     naive_curves = {m: np.asarray(kernels.mlp(xg[100:101], xg, activation="erf", m=m,
                                               get=("ntk",), **setting).ntk)[0]
                     for m in (2, 5, 20)}
-    os.makedirs(out, exist_ok=True)
-    png = os.path.join(out, "demo_kernels.png")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    return dict(setting=setting, rows=rows,
+                monte_carlo=dict(width=width, n_networks=n_networks, seed=seed, jump_width=0.02),
+                curves=dict(angles=grid, sgntk=curves,
+                            naive_ntk={str(m): c for m, c in naive_curves.items()}),
+                seconds=time.time() - t0)
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for s, c in curves.items():
-            axes[0].plot(grid, c, label=s)
-        axes[0].errorbar(table_angles, [r["mc_mean"] for r in rows],
-                         yerr=[2 * r["mc_stderr"] for r in rows], fmt="ko", ms=4,
-                         label=f"MC erf' ({n_networks} nets, n={width})")
-        axes[0].set(xlabel="angle difference", ylabel="I_sign(x(0), x(angle))",
-                    title="SG-NTK of sign networks by surrogate")
-        axes[0].legend(fontsize=7)
-        for m, c in naive_curves.items():
-            axes[1].plot(grid, np.arcsinh(c), label=f"naive NTK erf_{m}")
-        axes[1].plot(grid, np.arcsinh(curves["erf"]), "k--", label="SG-NTK I_sign")
-        axes[1].set(xlabel="angle difference", ylabel="asinh(kernel)",
-                    title="naive NTK diverges as m grows")
-        axes[1].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(png, dpi=120)
-        plt.close(fig)
-    except ImportError:
-        png = None
-        print("matplotlib is not installed: no figure written (pip install matplotlib)")
-    result = dict(setting=setting, rows=rows, figure=png, seconds=time.time() - t0)
-    tmp = os.path.join(out, "demo_kernels.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, os.path.join(out, "demo_kernels.json"))
-    print(f"wrote {png} and {os.path.join(out, 'demo_kernels.json')} "
-          f"in {result['seconds']:.1f} s")
-    return result
+
+def experiments_dir() -> str:
+    """The ``experiments/`` folder of the source checkout.
+
+    Looked up in ``$SGNTK_EXPERIMENTS`` if set, else next to the ``sgntk`` package (a checkout
+    or an editable install), else in the current directory. Raises ``FileNotFoundError`` with
+    what to do when none exists (e.g. after a non-editable ``pip install``).
+    """
+    env = os.environ.get("SGNTK_EXPERIMENTS")
+    if env:
+        if os.path.isdir(env):
+            return os.path.abspath(env)
+        raise FileNotFoundError(f"SGNTK_EXPERIMENTS={env!r} is not a folder")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tried = [os.path.join(here, "experiments"), os.path.join(os.getcwd(), "experiments")]
+    for d in tried:
+        if os.path.isdir(d):
+            return d
+    raise FileNotFoundError(
+        "the experiments/ folder of the sgntk source checkout was not found (looked in "
+        f"{', '.join(tried)}); clone the repository and `pip install -e .` there, run from "
+        "its root, or set SGNTK_EXPERIMENTS=/path/to/experiments")
+
+
+def load_study(name: str):
+    """Import ``experiments/<name>/study.py`` (:func:`experiments_dir`) as a module."""
+    mod_name = f"sgntk_study_{name}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    path = os.path.join(experiments_dir(), name, "study.py")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no study {name!r}: {path} does not exist")
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    return mod
 
 
 def main(argv=None) -> int:
@@ -104,21 +156,27 @@ def main(argv=None) -> int:
     p_demo = sub.add_parser("demo", help="kernel table + figure on the paper's setting")
     p_demo.add_argument("--out", default="results/demo")
     p_demo.add_argument("--seed", type=int, default=0)
-    p_rep = sub.add_parser("reproduce", help="reproduce a paper's study")
+    p_rep = sub.add_parser("reproduce", help="reproduce a paper's study (from a checkout)")
     p_rep.add_argument("study", choices=["eilers2024"])
     size = p_rep.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="reduced sizes, < 10 min on 2 cores")
     size.add_argument("--full", action="store_true", help="the paper's sizes")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
-    p_rep.add_argument("--out", default=None)
+    size.add_argument("--config", default=None,
+                      help="another config: a name in experiments/<study>/ or a JSON path")
+    p_rep.add_argument("--out", default=None, help="results folder (default "
+                                                   "results/<study>-<config name>)")
+    p_rep.add_argument("--force", action="store_true", help="recompute finished units")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.out, seed=args.seed)
         return 0
-    from .reproduce import eilers2024
-
-    preset = "full" if args.full else "smoke" if args.smoke else "quick"
-    eilers2024.run(preset, out=args.out)
+    try:
+        study = load_study(args.study)
+    except FileNotFoundError as e:
+        parser.error(f"sgntk reproduce {args.study}: {e}")
+    config = args.config or ("full" if args.full else "smoke" if args.smoke else "quick")
+    study.run(config, out=args.out, force=args.force)
     return 0
 
 

@@ -1,15 +1,22 @@
-"""The Eilers et al. (2024) reproduction: smoke preset end to end, resume, atomic writes,
-config files == presets, data convention, agreement metrics on known Gaussians."""
+"""The Eilers et al. (2024) reproduction (experiments/eilers2024/study.py): smoke config end to
+end, resume, atomic writes, the JSON configs, data convention, agreement metrics on known
+Gaussians."""
+import glob
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
 
-from sgntk.reproduce import eilers2024 as E
+from sgntk import data
+from sgntk.cli import load_study
+from sgntk.runner import config_hash
 
+E = load_study("eilers2024")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(ROOT, "experiments", "eilers2024")
 
 
 def test_smoke_preset_end_to_end_and_resume(tmp_path):
@@ -19,9 +26,14 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     t1 = time.perf_counter() - t0
     assert r1["computed"] > 0 and r1["skipped"] == 0
     for name in ("config.json", "versions.json", "agreement.json", "agreement.txt",
-                 "kernel_mse.json", "summary.json", "data.npz", "analytic/fig12_rows.npz"):
+                 "kernel_mse.json", "summary.json", "data.npz", "units.json"):
         assert os.path.exists(os.path.join(out, name)), name
-    assert not [f for _, _, fs in os.walk(out) for f in fs if f.endswith(".tmp")]
+    assert not [f for _, _, fs in os.walk(out) for f in fs if ".tmp" in f]
+    with open(os.path.join(out, "units.json")) as f:
+        files = json.load(f)
+    assert len(files) == r1["computed"] and all(os.path.exists(os.path.join(out, p))
+                                                for p in files.values())
+    assert files["analytic/fig12_rows"].startswith("analytic/fig12_rows-")
     with open(os.path.join(out, "agreement.json")) as f:
         ag = json.load(f)
     rec = ag["records"][-1]
@@ -36,45 +48,97 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     assert r2["computed"] == 0 and r2["skipped"] == r1["computed"]
     assert t2 < 0.5 * t1, (t1, t2)
     assert json.dumps(r2["agreement"]) == json.dumps(r1["agreement"])  # NaN-safe
-    # deleting one unit recomputes exactly that unit
+    # deleting one unit recomputes exactly that unit, to the same numbers
     unit = sorted(os.listdir(os.path.join(out, "ensembles")))[0]
     os.remove(os.path.join(out, "ensembles", unit))
     r3 = E.run("smoke", out=out, progress=False)
     assert r3["computed"] == 1
+    assert json.dumps(r3["agreement"]) == json.dumps(r1["agreement"])
+    # a changed config recomputes only the units whose config changed (their names do not
+    # show record_steps: the config hash does), and a chunk size (speed only) changes none
+    cfg = E.load_config("smoke")
+    cfg["train"]["chunk_size"] = 5
+    cfg["beyond"]["record_steps"] = [0, 50, 100]
+    r4 = E.run(cfg, out=out, progress=False)
+    n_beyond = len(cfg["beyond"]["surrogates"]) + len(cfg["beyond"]["depths"])
+    assert r4["computed"] == 2 * n_beyond  # their predictions and ensembles
+    assert r4["skipped"] == r1["computed"] - 2 * n_beyond
+    assert {r["step"] for r in r4["agreement"] if r["group"] == "beyond"} == {0, 50, 100}
 
 
 def test_atomic_writes_keep_old_file_on_failure(tmp_path, monkeypatch):
+    """The study writes through sgntk._util (its summaries) and sgntk.runner (its units)."""
+    from sgntk._util import write_json, write_npz
     p = str(tmp_path / "a.json")
-    E.save_json(p, {"x": 1})
+    write_json(p, {"x": 1})
     with pytest.raises(TypeError):
-        E.save_json(p, {"x": object()})  # not serialisable: fails mid-write
+        write_json(p, {"x": object()})  # not serialisable: fails mid-write
     with open(p) as f:
         assert json.load(f) == {"x": 1}
     q = str(tmp_path / "a.npz")
-    E.save_npz(q, a=np.arange(3))
+    write_npz(q, a=np.arange(3))
 
     def boom(f, **kw):
         f.write(b"partial")
         raise OSError("disk full")
     monkeypatch.setattr(np, "savez_compressed", boom)
     with pytest.raises(OSError):
-        E.save_npz(q, a=np.arange(5))
+        write_npz(q, a=np.arange(5))
     monkeypatch.undo()
     with np.load(q) as z:
         np.testing.assert_array_equal(z["a"], np.arange(3))
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "a.npz"]
 
 
-def test_config_files_equal_presets():
-    for name, cfg in E.PRESETS.items():
-        with open(os.path.join(ROOT, "experiments", "eilers2024", f"{name}.json")) as f:
+def test_config_files():
+    """The JSON files are the only configs; every one loads, is complete and yields units."""
+    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(CONFIG_DIR, "*.json")))
+    assert {"smoke", "quick", "full"} <= set(names)
+    for name in names:
+        cfg = E.load_config(name)
+        with open(os.path.join(CONFIG_DIR, f"{name}.json")) as f:
             assert json.load(f) == cfg, name
-    assert E.PRESETS["full"]["fig3"]["n_networks"] == 500
-    assert E.PRESETS["full"]["fig3"]["steps"] == 30000
-    assert E.PRESETS["full"]["fig12"]["widths"] == [10, 100, 500, 1000]
+        assert cfg["name"] == name
+        us = E.units(cfg)
+        assert len({u.name for u in us.values()}) == len(us)  # no two units share a file
+    full = E.load_config("full")
+    assert full["fig3"]["n_networks"] == 500 and full["fig3"]["steps"] == 30000
+    assert full["fig12"]["widths"] == [10, 100, 500, 1000]
+    with pytest.raises(ValueError, match="config must be one of"):
+        E.load_config("no-such-config")
+    bad = E.load_config("smoke")
+    del bad["fig3"]["record_steps"]
+    with pytest.raises(ValueError, match="fig3.record_steps"):
+        E.load_config(bad)
+
+
+def test_unit_configs_hash_only_what_changes_results():
+    smoke = E.load_config("smoke")
+    us = E.units(smoke)
+    faster = E.load_config("smoke")
+    faster["train"]["chunk_size"] = 1
+    assert [config_hash(u.config) for u in E.units(faster).values()] == \
+        [config_hash(u.config) for u in us.values()]
+    other = E.load_config("smoke")
+    other["train"]["learning_rate"] = 0.05
+    changed = [a.name for a, b in zip(us.values(), E.units(other).values())
+               if config_hash(a.config) != config_hash(b.config)]
+    assert len(changed) == len(us) - 1  # all but the analytic kernel rows
+
+
+def test_deprecated_shim_forwards():
+    import sys
+    sys.modules.pop("sgntk.reproduce.eilers2024", None)
+    with pytest.warns(DeprecationWarning, match="experiments/eilers2024/study.py"):
+        from sgntk.reproduce import eilers2024 as old
+    assert old.run is E.run and old.agreement_metrics is E.agreement_metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert old.load_config("smoke") == E.load_config("smoke")
 
 
 def test_circle_data_convention():
-    d = E.circle_data()
+    d = data.unit_circle()
     assert d["x_train"].shape == (15, 2) and d["x_test"].shape == (100, 2)
     np.testing.assert_allclose(d["a_test"][:2], [-np.pi, -np.pi + 2 * np.pi / 100])
     np.testing.assert_allclose(d["x_test"][50], [0.0, 1.0], atol=1e-15)  # x(0) = (sin, cos)

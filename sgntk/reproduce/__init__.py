@@ -1,5 +1,5 @@
-"""Paper reproductions, one module per study (``sgntk reproduce <study>``).
-
-* :mod:`sgntk.reproduce.eilers2024` -- Eilers, Memmesheimer & Goedeke (NeurIPS 2024): trained
-  finite networks vs. (SG-)NTK kernel regression, Figs. 1, 2, 3 and B.2-B.4.
+"""Deprecated: paper reproductions now live in ``experiments/<study>/study.py`` of the source
+checkout, built on :mod:`sgntk.runner` (``sgntk reproduce <study>`` and
+:func:`sgntk.cli.load_study` find them). ``sgntk.reproduce.eilers2024`` is a thin shim that
+forwards to ``experiments/eilers2024/study.py`` with a ``DeprecationWarning``; it will be removed.
 """
