@@ -135,6 +135,9 @@ def test_deprecated_shim_forwards():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert old.load_config("smoke") == E.load_config("smoke")
+    with pytest.warns(DeprecationWarning, match="preset= is deprecated"):
+        with pytest.raises(ValueError, match="config must be one of"):
+            E.run(preset="no-such-config", progress=False)
 
 
 def test_circle_data_convention():

@@ -39,14 +39,13 @@ import copy
 import json
 import os
 import time
-import warnings
 from typing import Optional
 
 import numpy as np
 
 from sgntk import data as sgdata
 from sgntk import runner
-from sgntk._util import versions, write_json, write_npz, write_text
+from sgntk._util import renamed_keyword, versions, write_json, write_npz, write_text
 
 __all__ = ["CONFIG_DIR", "load_config", "settings", "units", "run", "agreement_metrics",
            "format_table", "main"]
@@ -367,13 +366,14 @@ def format_table(recs, slopes) -> str:
 
 
 # ----------------------------------------------------------------------------- driver
-def run(config="quick", out: Optional[str] = None, *, force: bool = False,
+def run(config=None, out: Optional[str] = None, *, force: bool = False,
         progress: bool = True, executor=None, preset=None) -> dict:
     """Compute every panel of the study (resuming from ``out``) and write the summaries.
 
     Args:
-      config: ``"smoke"`` (CI, < 1 min), ``"quick"`` (< 10 min on 2 cores), ``"full"`` (the
-        paper's sizes), another config name in :data:`CONFIG_DIR`, a JSON path or a dict.
+      config: ``"smoke"`` (CI, < 1 min), ``"quick"`` (< 10 min on 2 cores; the default),
+        ``"full"`` (the paper's sizes), another config name in :data:`CONFIG_DIR`, a JSON path
+        or a dict.
       out: results folder (default ``results/eilers2024-<name>``).
       force: recompute every unit.
       progress: tqdm bar over units of work, and print the table.
@@ -384,10 +384,7 @@ def run(config="quick", out: Optional[str] = None, *, force: bool = False,
       dict with ``out``, ``agreement`` (records), ``slopes``, ``kernel_mse``, ``computed`` and
       ``skipped`` (units of work done in this call / found on disk), ``seconds``.
     """
-    if preset is not None:
-        warnings.warn("run(preset=...) is deprecated; use run(config=...)", DeprecationWarning,
-                      stacklevel=2)
-        config = preset
+    config = renamed_keyword("config", config, "preset", preset, default="quick")
     cfg = load_config(config)
     out = out or os.path.join("results", f"eilers2024-{cfg['name']}")
     t0 = time.time()
