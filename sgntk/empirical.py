@@ -7,16 +7,21 @@ Two routes, checked against each other in ``tests/test_empirical.py``:
   true activation derivative, ``f_surrogate`` its twin whose spikes are
   :func:`sgntk.surrogates.sign`/``heaviside`` (custom JVP = psi'). The kernel is
   ``sum over parameter leaves of J1 J2^T`` from per-example Jacobians (``vmap(grad)``).
-* **Structured MLP fast path** (:func:`mlp_empirical`): for the NTK-parameterised MLP of
-  :mod:`sgntk.kernels` the per-layer gradient is an outer product of a backward vector and
-  a forward activation, so (Eilers et al. 2024, Eq. 5)::
+* **Structured fast path** (:func:`network_empirical`; :func:`mlp_empirical` for the MLP):
+  for a chain ``Dense, phi, Dense, ..., Dense`` of :mod:`sgntk.layers` (the MLP of
+  :mod:`sgntk.kernels` is one) the per-layer gradient is an outer product of a backward
+  vector and a forward activation, so (Eilers et al. 2024, Eq. 5)::
 
       J(x) J~(x')^T = sum_l (delta_l(x) . delta~_l(x')) (sigma_w^2/n_{l-1} a_{l-1}(x) . a_{l-1}(x')
                                                          + sigma_b^2)
 
   with ``a_0 = x``, ``a_l = phi(h_l)``, ``delta_{L+1} = 1`` and
   ``delta_l = phi'(h_l) * (sigma_w/sqrt(n_l) W_{l+1}^T delta_{l+1})`` (``psi'`` for
-  ``delta~``). Only matrix products of size (batch x width): no Jacobians are formed.
+  ``delta~``). Only matrix products of size (batch x width): no Jacobians are formed. The
+  pieces come from the layers themselves: forward ``Dense.apply`` and ``phi = layer.fn``,
+  backward the VJP of ``Dense.apply`` and ``layer.derivative``/``layer.surrogate_derivative``,
+  the feature term ``Dense.param_gram``. :func:`mlp_init`, :func:`mlp_apply` and
+  :func:`mlp_surrogate_apply` are ``layers.mlp(...).init/apply`` (true / surrogate twin).
 
 Jump activations: the exact derivative of ``sign``/``step`` in a finite network is zero
 almost surely, so ``J(x)`` only has read-out entries. ``jump_width=eps`` replaces the Dirac
@@ -26,123 +31,133 @@ infinite-width SG-NTK as eps -> 0 after width -> inf (bias O(eps^2)).
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from . import expectations as E
-from .kernels import MLPKernel
+from . import layers as L
+from ._util import renamed_keyword
+from .kernels import KERNELS, MLPKernel, check_which
+from .layers import MLPParams
 from .surrogates import Surrogate
 from .surrogates import get as get_surrogate
 
 __all__ = ["MLPParams", "mlp_init", "mlp_apply", "mlp_surrogate_apply", "mlp_empirical",
-           "empirical_kernel", "empirical_kernels", "activation_fns"]
-
-
-class MLPParams(NamedTuple):
-    """Parameters of an NTK-parameterised MLP: ``weights[l]: (n_l, n_{l+1})``, ``biases[l]: (n_{l+1},)``."""
-
-    weights: tuple
-    biases: tuple
+           "network_empirical", "empirical_kernel", "empirical_kernels", "activation_fns"]
 
 
 def mlp_init(key, in_dim: int, width: int, depth: int) -> MLPParams:
-    """All weights and biases iid N(0, 1) (NTK parameterisation); output dimension 1."""
-    dims = [in_dim] + [width] * depth + [1]
-    keys = jax.random.split(key, 2 * (depth + 1))
-    ws = tuple(jax.random.normal(keys[2 * i], (dims[i], dims[i + 1])) for i in range(depth + 1))
-    bs = tuple(jax.random.normal(keys[2 * i + 1], (dims[i + 1],)) for i in range(depth + 1))
-    return MLPParams(ws, bs)
+    """All weights and biases iid N(0, 1) (NTK parameterisation); output dimension 1.
+
+    ``layers.mlp(depth=depth, width=width).init(key, in_dim)``: layer ``l``'s weights come
+    from ``jax.random.split(key, 2 (depth + 1))[2 l]``, its biases from ``[2 l + 1]``.
+    """
+    return L.mlp(depth=depth, width=width).init(key, in_dim)[1]
 
 
 def activation_fns(activation, *, m=1.0, jump_width=None):
     """``(phi, phi_prime)`` for a finite network: forward activation and true derivative.
 
     For jumps ``phi_prime`` is 0 (exact, almost surely) or, with ``jump_width=eps``, the
-    smoothed delta ``c exp(-z^2/(2 eps^2)) / sqrt(2 pi eps^2)``.
+    smoothed delta ``c exp(-z^2/(2 eps^2)) / sqrt(2 pi eps^2)``
+    (``layers.activation_layer(activation, sharpness=m)``'s ``fn`` and ``derivative``).
     """
-    activation = E.check_activation(activation)
-    if activation in E.JUMPS:
-        c = E.JUMPS[activation]
-        phi = jnp.sign if activation == "sign" else (lambda z: jnp.where(z > 0, 1.0, 0.0))
-        if jump_width is None:
-            return phi, jnp.zeros_like
-        eps = jump_width
-        return phi, lambda z: c * jnp.exp(-0.5 * (z / eps) ** 2) / (jnp.sqrt(2 * jnp.pi) * eps)
-    if activation == "erf":
-        return (lambda z: jax.scipy.special.erf(m * z),
-                lambda z: 2.0 * m / jnp.sqrt(jnp.pi) * jnp.exp(-(m * z) ** 2))
-    return activation, jnp.vectorize(jax.grad(activation))
+    layer = L.activation_layer(activation, sharpness=m)
+    return layer.fn, functools.partial(layer.derivative, jump_width=jump_width)
 
 
-def _forward(params: MLPParams, x, phi, sigma_w, sigma_b):
-    """Pre-activations h_l and activations a_l (a_0 = x) for a batch x: (n, d)."""
-    acts, pres = [x], []
-    a = x
-    for w, b in zip(params.weights, params.biases):
-        h = sigma_w / jnp.sqrt(a.shape[-1]) * a @ w + sigma_b * b
-        pres.append(h)
-        a = phi(h)
-        acts.append(a)
-    return pres, acts[:-1]
+def _mlp(params: MLPParams, activation, surrogate, sigma_w, sigma_b, m):
+    return L.mlp(depth=len(params.weights) - 1, activation=activation, surrogate=surrogate,
+                 sigma_w=sigma_w, sigma_b=sigma_b, sharpness=m)
 
 
 def mlp_apply(params: MLPParams, x, *, activation, sigma_w=1.0, sigma_b=0.0, m=1.0):
-    """Network output f(x) for a batch ``x: (n, d)`` -> ``(n,)`` (true forward pass)."""
-    phi, _ = activation_fns(activation, m=m)
-    pres, _ = _forward(params, x, phi, sigma_w, sigma_b)
-    return pres[-1][..., 0]
+    """Network output f(x) for a batch ``x: (n, d)`` -> ``(n,)`` (true forward pass; autodiff
+    gives the true derivative: 0 through sign/step, erf_m' through erf)."""
+    return _mlp(params, activation, None, sigma_w, sigma_b, m).apply(params, x)[..., 0]
 
 
 def mlp_surrogate_apply(params: MLPParams, x, *, activation, surrogate: Surrogate,
                         sigma_w=1.0, sigma_b=0.0, m=1.0):
     """The same forward pass, but autodiff sees psi' (custom-JVP spikes): SGL's network.
 
-    For ``erf`` the forward value is ``erf(m z)`` and the derivative psi'.
+    For ``erf`` the forward value is ``erf(m z)`` and the derivative psi'; a smooth callable
+    activation keeps its value and gets psi' as derivative.
     """
-    from . import surrogates as S
-
-    surrogate = get_surrogate(surrogate)
-    activation = E.check_activation(activation)
-    if activation == "sign":
-        phi = lambda z: S.sign(z, surrogate)  # noqa: E731
-    elif activation == "step":
-        phi = lambda z: S.heaviside(z, surrogate)  # noqa: E731
-    elif activation == "erf":
-        phi = lambda z: _erf_with_surrogate(z, m, surrogate)  # noqa: E731
-    else:
-        raise ValueError("mlp_surrogate_apply supports 'sign', 'step' and 'erf'; for another "
-                         "activation write its surrogate twin with jax.custom_jvp")
-    pres, _ = _forward(params, x, phi, sigma_w, sigma_b)
-    return pres[-1][..., 0]
+    sur = get_surrogate(surrogate)
+    return _mlp(params, activation, sur, sigma_w, sigma_b, m).apply(params, x)[..., 0]
 
 
-@jax.custom_jvp
-def _erf_with_surrogate(z, m, surrogate):
-    return jax.scipy.special.erf(m * z)
+def network_empirical(network: L.Network, params, x1, x2=None, *, jump_width=None,
+                      which: Sequence[str] = KERNELS) -> MLPKernel:
+    """Empirical kernels of one finite network ``serial(Dense, phi, Dense, ..., Dense)``.
 
+    Args:
+      network: a :class:`sgntk.layers.Network` whose layers alternate
+        :class:`~sgntk.layers.DenseLayer` and :class:`~sgntk.layers.ActivationLayer`, starting
+        and ending with a Dense layer (the last one of width 1).
+      params: its per-layer params (``network.init(key, d)[1]``, or
+        :func:`sgntk.layers.mlp_layer_params` of an :class:`MLPParams`).
+      x1: ``(n1, d)``; x2: ``(n2, d)`` (default x1).
+      jump_width: smoothing of the Dirac derivative of jump activations (None: exact, 0).
+      which: kernels to compute (the others are None; unneeded backward passes are skipped).
+    Returns:
+      :class:`~sgntk.kernels.MLPKernel` with ``nngp = f(x1) f(x2)^T`` (one sample of the
+      output covariance), ``ntk = J J^T``, ``sgntk = J(x1) J~(x2)^T``, ``sg_gram = J~ J~^T``
+      (module docstring for the formula; J~ uses each activation's surrogate).
+    """
+    layers = network.layers
+    dense, acts = layers[0::2], layers[1::2]
+    if not (len(layers) % 2 == 1 and all(isinstance(d, L.DenseLayer) for d in dense)
+            and all(isinstance(a, L.ActivationLayer) for a in acts)):
+        raise ValueError("network_empirical needs layers Dense, activation, Dense, ..., Dense; "
+                         f"got {[type(x).__name__ for x in layers]}")
+    dparams = params[0::2]
+    x2 = x1 if x2 is None else x2
 
-@_erf_with_surrogate.defjvp
-def _erf_with_surrogate_jvp(primals, tangents):
-    z, m, surrogate = primals
-    return _erf_with_surrogate(z, m, surrogate), surrogate.derivative(z) * tangents[0]
+    def forward(x):
+        """Inputs a_{l-1} of every Dense layer and its outputs h_l."""
+        ins, pres, a = [], [], x
+        for l, (layer, p) in enumerate(zip(dense, dparams)):
+            ins.append(a)
+            pres.append(layer.apply(p, a))
+            if l < len(acts):
+                a = acts[l].fn(pres[-1])
+        return ins, pres
 
+    (in1, pre1), (in2, pre2) = forward(x1), forward(x2)
 
-def _backward(params, pres, dphi, sigma_w):
-    """Backward vectors delta_l (batch, n_l) for l = 1..L+1, delta_{L+1} = 1."""
-    delta = jnp.ones_like(pres[-1])
-    deltas = [delta]
-    for l in range(len(params.weights) - 1, 0, -1):
-        w = params.weights[l]
-        delta = dphi(pres[l - 1]) * (sigma_w / jnp.sqrt(w.shape[0]) * delta @ w.T)
-        deltas.append(delta)
-    return deltas[::-1]
+    @functools.lru_cache(maxsize=None)
+    def backward(side, true):
+        """delta_l for every Dense layer (delta_{L+1} = 1): VJP of Dense.apply times phi'/psi'."""
+        ins, pres = (in1, pre1) if side == 1 else (in2, pre2)
+        delta = jnp.ones_like(pres[-1])
+        deltas = [delta]
+        for l in range(len(dense) - 1, 0, -1):
+            _, vjp = jax.vjp(functools.partial(dense[l].apply, dparams[l]), ins[l])
+            act = acts[l - 1]
+            d = (act.derivative(pres[l - 1], jump_width) if true
+                 else act.surrogate_derivative(pres[l - 1]))
+            delta = d * vjp(delta)[0]
+            deltas.append(delta)
+        return deltas[::-1]
+
+    feats = [layer.param_gram(u, v) for layer, u, v in zip(dense, in1, in2)]
+
+    def contract(true1, true2):
+        return sum((u @ v.T) * f for u, v, f in zip(backward(1, true1), backward(2, true2), feats))
+
+    return MLPKernel(nngp=pre1[-1] @ pre2[-1].T if "nngp" in which else None,
+                     ntk=contract(True, True) if "ntk" in which else None,
+                     sgntk=contract(True, False) if "sgntk" in which else None,
+                     sg_gram=contract(False, False) if "sg_gram" in which else None)
 
 
 def mlp_empirical(params: MLPParams, x1, x2=None, *, activation, surrogate,
                   sigma_w=1.0, sigma_b=0.0, m=1.0, jump_width=None,
-                  get=("nngp", "ntk", "sgntk", "sg_gram")) -> MLPKernel:
+                  which: Optional[Sequence[str]] = None,
+                  get: Optional[Sequence[str]] = None) -> MLPKernel:
     """Empirical kernels of one finite MLP by the structured fast path (module docstring).
 
     Args:
@@ -150,28 +165,16 @@ def mlp_empirical(params: MLPParams, x1, x2=None, *, activation, surrogate,
       x1: ``(n1, d)``; x2: ``(n2, d)`` (default x1).
       activation, surrogate, sigma_w, sigma_b, m: as :func:`sgntk.kernels.mlp`.
       jump_width: smoothing of the Dirac derivative of jump activations (None: exact, 0).
-      get: which kernels to compute (the others are None; unneeded backward passes are skipped).
+      which: which kernels to compute (the others are None; unneeded backward passes are
+        skipped); ``get=`` is its deprecated old name.
     Returns:
       :class:`~sgntk.kernels.MLPKernel` with ``nngp = f(x1) f(x2)^T`` (one sample of the
       output covariance), ``ntk = J J^T``, ``sgntk = J(x1) J~(x2)^T``, ``sg_gram = J~ J~^T``.
     """
-    x2 = x1 if x2 is None else x2
-    surrogate = get_surrogate(surrogate)
-    phi, dphi = activation_fns(activation, m=m, jump_width=jump_width)
-    p1, a1 = _forward(params, x1, phi, sigma_w, sigma_b)
-    p2, a2 = _forward(params, x2, phi, sigma_w, sigma_b)
-    feats = [sigma_w**2 / u.shape[-1] * u @ v.T + sigma_b**2 for u, v in zip(a1, a2)]
-    backward = functools.lru_cache(maxsize=None)(
-        lambda side, true: _backward(params, p1 if side == 1 else p2,
-                                     dphi if true else surrogate.derivative, sigma_w))
-
-    def contract(true1, true2):
-        return sum((u @ v.T) * f for u, v, f in zip(backward(1, true1), backward(2, true2), feats))
-
-    return MLPKernel(nngp=p1[-1] @ p2[-1].T if "nngp" in get else None,
-                     ntk=contract(True, True) if "ntk" in get else None,
-                     sgntk=contract(True, False) if "sgntk" in get else None,
-                     sg_gram=contract(False, False) if "sg_gram" in get else None)
+    which = check_which(renamed_keyword("which", which, "get", get, default=KERNELS))
+    net = _mlp(params, activation, get_surrogate(surrogate), sigma_w, sigma_b, m)
+    return network_empirical(net, L.mlp_layer_params(params), x1, x2, jump_width=jump_width,
+                             which=which)
 
 
 # --------------------------------------------------------------------------------------

@@ -28,10 +28,15 @@ unit sits exactly at the jump of ``sign``/``step``; the kernels are then undefin
 Two entry points:
 
 * :func:`mlp` -- validated, float64, tiled over rows and columns so N = 20 000 fits in memory
-  (ask only for the kernels you need with ``get=``), raises on NaN.
+  (ask only for the kernels you need with ``which=``; ``get=`` is its deprecated old name),
+  raises on NaN.
 * :func:`mlp_kernel_fn` -- the pure per-tile function ``(x1, x2, surrogate, sigma_w, sigma_b,
   m) -> MLPKernel``; jit/vmap/grad over surrogate parameters and weight scales (e.g. a grid
   of sharpness values is one ``jax.vmap``). Enable float64 yourself when you use it.
+
+Both are built from the one network definition of :mod:`sgntk.layers`
+(``layers.mlp(...).kernel``): the recursion above is ``serial(Dense, phi, ..., Dense)``
+applied to :func:`sgntk.layers.input_kernel`.
 
 Checked against Monte Carlo over wide networks (``tests/test_kernels_mc.py``), against
 neural-tangents' ``stax.Erf``/``stax.Sign`` kernels and against the paper's check values
@@ -40,21 +45,21 @@ neural-tangents' ``stax.Erf``/``stax.Sign`` kernels and against the paper's chec
 from __future__ import annotations
 
 import functools
-import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import expectations as E
+from . import layers as L
+from ._util import as_inputs, check_int, check_positive, pad_rows, renamed_keyword, tile_starts
 from ._x64 import float64
+from .layers import KERNELS
 from .surrogates import Surrogate
 from .surrogates import get as get_surrogate
 
-__all__ = ["KERNELS", "MLPKernel", "mlp", "mlp_kernel_fn"]
-
-KERNELS = ("nngp", "ntk", "sgntk", "sg_gram")
+__all__ = ["KERNELS", "MLPKernel", "mlp", "mlp_kernel_fn", "check_mlp_arguments", "check_which"]
 
 
 class MLPKernel(NamedTuple):
@@ -72,41 +77,35 @@ class MLPKernel(NamedTuple):
     sg_gram: jax.Array | None = None
 
 
-def mlp_kernel_fn(*, depth: int, activation, get: Sequence[str] = KERNELS) -> Callable:
-    """Pure kernel function of an MLP with static ``depth``, ``activation`` and ``get``.
+def check_which(which) -> tuple:
+    """``which`` as a tuple; ``ValueError`` unless it is a non-empty subset of :data:`KERNELS`."""
+    which = (which,) if isinstance(which, str) else tuple(which)
+    bad = [k for k in which if k not in KERNELS]
+    if bad or not which:
+        raise ValueError(f"which must be a non-empty subset of {KERNELS}; got {which!r}")
+    return which
+
+
+def mlp_kernel_fn(*, depth: int, activation, which: Optional[Sequence[str]] = None,
+                  get: Optional[Sequence[str]] = None) -> Callable:
+    """Pure kernel function of an MLP with static ``depth``, ``activation`` and ``which``.
 
     Returns ``kernel_fn(x1, x2, surrogate, sigma_w, sigma_b, m=1.0) -> MLPKernel`` where
     ``x1: (n1, d)``, ``x2: (n2, d)``, ``surrogate`` a :class:`~sgntk.surrogates.Surrogate`
-    pytree and the scales arrays; no validation, no tiling (see :func:`mlp`).
+    pytree and the scales (and ``m``, the sharpness of ``erf(m z)``) arrays; no validation, no
+    tiling (see :func:`mlp`). It is ``layers.mlp(...).kernel(layers.input_kernel(x1, x2))``
+    with the layers built from the (traced) arguments, so jit/vmap/grad go through every
+    numeric hyper-parameter. ``get=`` is the deprecated name of ``which=``.
     """
+    which = check_which(renamed_keyword("which", which, "get", get, default=KERNELS))
+    depth = check_int("depth", depth, minimum=0)
     activation = E.check_activation(activation)
-    get = tuple(get)
 
     def kernel_fn(x1, x2, surrogate: Surrogate, sigma_w, sigma_b, m=1.0) -> MLPKernel:
-        d = x1.shape[-1]
-        sw2, sb2 = sigma_w**2, sigma_b**2
-        a = sw2 * jnp.sum(x1 * x1, -1)[:, None] / d + sb2       # S_l(x, x), (n1, 1)
-        b = sw2 * jnp.sum(x2 * x2, -1)[None, :] / d + sb2       # S_l(x', x'), (1, n2)
-        r = sw2 * (x1 @ x2.T) / d + sb2                        # S_l(x, x'), (n1, n2)
-        out = {k: r for k in get if k != "nngp"}
-        for _ in range(depth):
-            if "ntk" in out:
-                out["ntk"] = out["ntk"] * sw2 * E.true_derivative_expectation(
-                    activation, a, b, r, m)
-            if "sgntk" in out:
-                out["sgntk"] = out["sgntk"] * sw2 * E.mixed_derivative_expectation(
-                    activation, a, b, r, surrogate, m)
-            if "sg_gram" in out:
-                out["sg_gram"] = out["sg_gram"] * sw2 * E.surrogate_expectation(
-                    a, b, r, surrogate)
-            r_next = sw2 * E.nngp_expectation(activation, a, b, r, m) + sb2
-            a = sw2 * E.second_moment(activation, a, m) + sb2
-            b = sw2 * E.second_moment(activation, b, m) + sb2
-            r = r_next
-            out = {k: v + r for k, v in out.items()}
-        if "nngp" in get:
-            out["nngp"] = r
-        return MLPKernel(**out)
+        net = L.mlp(depth=depth, activation=activation, surrogate=surrogate, sigma_w=sigma_w,
+                    sigma_b=sigma_b, sharpness=m)
+        k = net.kernel(L.input_kernel(x1, x2, which))
+        return MLPKernel(**{n: getattr(k, n) for n in which})
 
     return kernel_fn
 
@@ -114,28 +113,17 @@ def mlp_kernel_fn(*, depth: int, activation, get: Sequence[str] = KERNELS) -> Ca
 # --------------------------------------------------------------------------------------
 # Validated, tiled, float64 entry point.
 # --------------------------------------------------------------------------------------
-def _as_inputs(name, x):
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (n, d) with n, d >= 1; got {np.shape(x)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf entries")
-    return arr
+def check_mlp_arguments(x1, x2, *, depth, activation, surrogate, sigma_w, sigma_b, m):
+    """Validate the arguments shared by :func:`mlp` and :func:`sgntk.monte_carlo.mlp_kernels`.
 
-
-def _positive(name, value, *, allow_zero=False):
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        rng = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {rng}; got {value!r}")
-    return v
-
-
-def _validate(x1, x2, depth, activation, surrogate, sigma_w, sigma_b, m, get):
-    x1 = _as_inputs("x1", x1)
-    x2 = x1 if x2 is None else _as_inputs("x2", x2)
+    Returns ``(x1, x2, activation, surrogate, sigma_w, sigma_b, m)`` with ``x1, x2`` float64
+    ``(n, d)`` arrays (``x2 = x1`` if None), the canonical activation, a
+    :class:`~sgntk.surrogates.Surrogate`, float scales and ``m`` (1.0 unless ``erf``).
+    ``ValueError`` names the parameter and the accepted range; zero-norm inputs of a jump
+    activation with ``sigma_b = 0`` (first-layer pre-activation exactly at the jump) raise.
+    """
+    x1 = as_inputs("x1", x1)
+    x2 = x1 if x2 is None else as_inputs("x2", x2)
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(f"x1 and x2 must have the same feature dimension; got x1 with "
                          f"{x1.shape[1]} and x2 with {x2.shape[1]} features")
@@ -145,17 +133,14 @@ def _validate(x1, x2, depth, activation, surrogate, sigma_w, sigma_b, m, get):
     if activation == "erf":
         if m is None:
             raise ValueError("activation='erf' needs m > 0 (phi(z) = erf(m z))")
-        m = _positive("m", m)
+        m = float(check_positive("m", m))
     elif m is not None:
         raise ValueError(f"m is only used by activation='erf', not by {activation!r}")
     else:
         m = 1.0
     surrogate = get_surrogate(surrogate)
-    sigma_w = _positive("sigma_w", sigma_w)
-    sigma_b = _positive("sigma_b", sigma_b, allow_zero=True)
-    bad = [k for k in get if k not in KERNELS]
-    if bad or not get:
-        raise ValueError(f"get must be a non-empty subset of {KERNELS}; got {tuple(get)!r}")
+    sigma_w = float(check_positive("sigma_w", sigma_w))
+    sigma_b = float(check_positive("sigma_b", sigma_b, inclusive=True))
     if activation in E.JUMPS and sigma_b == 0 and depth > 0:
         for name, x in (("x1", x1), ("x2", x2)):
             zero = np.flatnonzero(~np.any(x != 0, axis=1))
@@ -168,20 +153,14 @@ def _validate(x1, x2, depth, activation, surrogate, sigma_w, sigma_b, m, get):
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_tile_fn(depth, activation, get):
-    return jax.jit(mlp_kernel_fn(depth=depth, activation=activation, get=get))
-
-
-def _pad_rows(x, size):
-    if x.shape[0] == size:
-        return x
-    return np.concatenate([x, np.repeat(x[:1], size - x.shape[0], axis=0)])
+def _jitted_tile_fn(depth, activation, which):
+    return jax.jit(mlp_kernel_fn(depth=depth, activation=activation, which=which))
 
 
 @float64
 def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, sigma_b=0.0,
-        m=None, get: Sequence[str] = KERNELS, tile_size: int = 1024,
-        progress: bool | None = None) -> MLPKernel:
+        m=None, which: Optional[Sequence[str]] = None, tile_size: int = 1024,
+        progress: bool | None = None, get: Optional[Sequence[str]] = None) -> MLPKernel:
     """NNGP, naive NTK, SG-NTK and surrogate Gram of an MLP in the infinite-width limit.
 
     Args:
@@ -192,8 +171,9 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
       surrogate: surrogate derivative psi' (name or :class:`~sgntk.surrogates.Surrogate`);
         the paper's default is ``"erf"`` (psi' = 2/sqrt(pi) exp(-z^2)).
       sigma_w: weight scale > 0.  sigma_b: bias scale >= 0.
-      m: sharpness of ``erf(m z)``; only for ``activation="erf"``.
-      get: which kernels to compute (others are None), subset of :data:`KERNELS`.
+      m: sharpness of ``erf(m z)`` (``layers.Erf(sharpness=m)``); only for ``activation="erf"``.
+      which: which kernels to compute (others are None), subset of :data:`KERNELS`
+        (default all). ``get=`` is its deprecated old name (DeprecationWarning).
       tile_size: rows/columns per tile; memory per tile is O(tile_size^2).
       progress: tqdm bar over tiles (default: when there are more than 16 tiles).
 
@@ -211,17 +191,20 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
     array([[ 2.4908, -1.5448],
            [-1.5448,  2.4908]])
     """
-    get = tuple(get)
-    x1, x2, activation, surrogate, sigma_w, sigma_b, m = _validate(
-        x1, x2, depth, activation, surrogate, sigma_w, sigma_b, m, get)
-    if not isinstance(tile_size, (int, np.integer)) or tile_size < 1:
+    which = check_which(renamed_keyword("which", which, "get", get, default=KERNELS,
+                                        stacklevel=4))  # user -> float64 wrapper -> mlp
+    x1, x2, activation, surrogate, sigma_w, sigma_b, m = check_mlp_arguments(
+        x1, x2, depth=depth, activation=activation, surrogate=surrogate, sigma_w=sigma_w,
+        sigma_b=sigma_b, m=m)
+    if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)) \
+            or tile_size < 1:
         raise ValueError(f"tile_size must be an integer >= 1; got {tile_size!r}")
     n1, n2 = x1.shape[0], x2.shape[0]
     t1, t2 = min(tile_size, n1), min(tile_size, n2)
-    fn = _jitted_tile_fn(depth, activation, get)
+    fn = _jitted_tile_fn(depth, activation, which)
     sur = jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float64), surrogate)
-    out = {k: jnp.zeros((n1, n2), jnp.float64) for k in get}
-    blocks = [(i, j) for i in range(0, n1, t1) for j in range(0, n2, t2)]
+    out = {k: jnp.zeros((n1, n2), jnp.float64) for k in which}
+    blocks = [(i, j) for i in tile_starts(n1, t1) for j in tile_starts(n2, t2)]
     if progress is None:
         progress = len(blocks) > 16
     if progress:
@@ -229,8 +212,8 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
         blocks = tqdm(blocks, desc="kernel tiles", unit="tile")
     for i, j in blocks:
         xa, xb = x1[i:i + t1], x2[j:j + t2]
-        res = fn(_pad_rows(xa, t1), _pad_rows(xb, t2), sur, sigma_w, sigma_b, m)
-        for k in get:
+        res = fn(pad_rows(xa, t1), pad_rows(xb, t2), sur, sigma_w, sigma_b, m)
+        for k in which:
             tile = getattr(res, k)[:xa.shape[0], :xb.shape[0]]
             out[k] = _write_tile(out[k], tile, i, j)   # in place (donated buffer)
     for k, v in out.items():

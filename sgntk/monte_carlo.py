@@ -3,8 +3,9 @@
 :func:`estimate` averages any per-key sample (a pytree of arrays) over ``n_samples`` keys,
 ``batch_size`` at a time under ``vmap``, and returns the mean and its standard error
 (sample standard deviation / sqrt(n)). :func:`mlp_kernels` applies it to the empirical kernels
-of wide NTK-parameterised MLPs (:func:`sgntk.empirical.mlp_empirical`); tests compare it
-with :func:`sgntk.kernels.mlp` within ~4 standard errors.
+of wide NTK-parameterised MLPs (:func:`sgntk.empirical.mlp_empirical`, i.e. finite networks
+built from the layers of :mod:`sgntk.layers`); tests compare it with :func:`sgntk.kernels.mlp`
+within ~4 standard errors (``tests/test_kernels_mc.py``, ``tests/test_layers.py``).
 
 Two biases are not covered by the standard error and must be made small by the caller:
 finite width (the empirical SG-NTK's mean deviates from the limit by O(1/width)) and, for
@@ -12,16 +13,15 @@ jump activations, the smoothing ``jump_width`` of the Dirac derivative (O(jump_w
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import empirical
+from ._util import check_int, check_positive
 from ._x64 import float64
-from .kernels import KERNELS, _validate
+from .kernels import check_mlp_arguments
 
 __all__ = ["MCEstimate", "estimate", "mlp_kernels"]
 
@@ -89,12 +89,12 @@ def mlp_kernels(x1, x2=None, *, depth: int, activation, surrogate="erf", width: 
     ``jump_width`` (e.g. 0.02) to estimate the SG-NTK; without it the true-derivative side
     is exactly 0 in hidden layers (finite networks) and only the read-out term remains.
     """
-    x1, x2, activation, surrogate, sigma_w, sigma_b, m = _validate(
-        x1, x2, depth, activation, surrogate, sigma_w, sigma_b, m, KERNELS)
-    if not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be an integer >= 1; got {width!r}")
-    if jump_width is not None and not (math.isfinite(jump_width) and jump_width > 0):
-        raise ValueError(f"jump_width must be None or > 0; got {jump_width!r}")
+    x1, x2, activation, surrogate, sigma_w, sigma_b, m = check_mlp_arguments(
+        x1, x2, depth=depth, activation=activation, surrogate=surrogate, sigma_w=sigma_w,
+        sigma_b=sigma_b, m=m)
+    width = check_int("width", width, minimum=1)
+    if jump_width is not None:
+        jump_width = check_positive("jump_width", jump_width)
     x1j, x2j = jnp.asarray(x1), jnp.asarray(x2)
     d = x1.shape[1]
 
