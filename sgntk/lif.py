@@ -68,11 +68,14 @@ __all__ = [
     "READOUTS",
     "decay",
     "psp_moments",
+    "impulse_response",
     "init_lif",
     "init_lif_fluctuation",
     "fluctuation_weight_stats",
     "init_readout",
     "init_snn",
+    "lif_step",
+    "lif_scan",
     "lif_cell",
     "lif_layer",
     "readout_layer",
@@ -241,6 +244,32 @@ def psp_moments(tau_mem, tau_syn, dt=1.0):
     return eps_bar, jnp.where(close, equal, general)
 
 
+def impulse_response(T: int, config: LIFConfig, *, mem_decay=None):
+    """Free-membrane response ``k(n) = eps[n]``, ``n = 0 .. T-1``, to a unit drive at step 0.
+
+    The PSP kernel of :func:`psp_moments` as an array: without reset ``U[t] = sum_s k(t - s)
+    d[s]`` for a drive ``d[s] = S_in[s] @ W``, with ``k(0) = k(1) = 0`` (an input at step ``s``
+    reaches ``I[s+1]`` and first moves ``U[s+2]``) and, for ``n >= 2``::
+
+        k(n) = (1 - b_m) sum_{p=0}^{n-2} b_m^(n-2-p) b_s^p
+             = (1 - b_m) (b_m^(n-1) - b_s^(n-1)) / (b_m - b_s)    ((1-b)(n-1) b^(n-2) if equal)
+
+    ``mem_decay`` replaces ``b_m`` (the leaky readout uses ``b_ro``). Differentiable in the
+    config's time constants. Checked against :func:`lif_layer` (reset="none") and
+    ``sum_n k(n) = eps_bar`` in ``tests/test_lif_kernels.py::test_impulse_response_matches_lif_layer``.
+    """
+    bm = decay(config.tau_mem, config.dt) if mem_decay is None else jnp.asarray(mem_decay)
+    bs = decay(config.tau_syn, config.dt)
+    n = jnp.arange(T, dtype=jnp.result_type(bm, float))
+    e = jnp.maximum(n - 1.0, 0.0)
+    diff = bm - bs
+    close = jnp.abs(diff) < 1e-6
+    general = (bm**e - bs**e) / jnp.where(close, 1.0, diff)
+    bmid = 0.5 * (bm + bs)
+    equal = e * bmid ** jnp.maximum(e - 1.0, 0.0)
+    return jnp.where(n >= 2, (1.0 - bm) * jnp.where(close, equal, general), 0.0)
+
+
 # --------------------------------------------------------------------------------------
 # Initialisation.
 # --------------------------------------------------------------------------------------
@@ -390,8 +419,16 @@ def init_snn(key, n_in: int, n_hidden, n_out: int, *, init: str = "fluctuation",
 # --------------------------------------------------------------------------------------
 # Dynamics.
 # --------------------------------------------------------------------------------------
-def _step(state: LIFState, drive, w_rec, config: LIFConfig):
-    """One step given the feed-forward drive ``S_in[n] @ W`` (shape ``(n,)``)."""
+def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None):
+    """One LIF step given the feed-forward drive ``d[n] = S_in[n] @ W`` (shape ``(n,)``).
+
+    The single definition of the dynamics (module docstring): :func:`lif_cell`,
+    :func:`lif_scan`, :func:`lif_layer`, :func:`snn_apply` (hence training) and the LIF
+    kernels (:mod:`sgntk.lif_kernels`, Monte Carlo and finite networks) all run it.
+
+    Returns:
+      ``(LIFState(I[n+1], U[n+1]), (S[n], U[n]))``.
+    """
     b_syn = decay(config.tau_syn, config.dt)
     b_mem = decay(config.tau_mem, config.dt)
     theta = jnp.asarray(config.threshold)
@@ -409,6 +446,20 @@ def _step(state: LIFState, drive, w_rec, config: LIFConfig):
     else:
         new_u = leak
     return LIFState(new_i, new_u), (s, u)
+
+
+def lif_scan(drive, *, config: LIFConfig, w_rec=None, state0: LIFState | None = None) -> LIFOutput:
+    """Run :func:`lif_step` over a drive ``(T, n)`` (``lax.scan``; no validation).
+
+    ``drive[n] = S_in[n] @ W (+ bias)`` for all steps at once; ``w_rec`` ``(n, n)`` or None.
+    Returns :class:`LIFOutput` (spikes and membrane ``(T, n)``, final state).
+    """
+    n = drive.shape[1]
+    if state0 is None:
+        state0 = LIFState(jnp.zeros((n,), drive.dtype), jnp.zeros((n,), drive.dtype))
+    final, (s, u) = jax.lax.scan(lambda st, d: lif_step(st, d, config, w_rec=w_rec), state0,
+                                 drive, unroll=_SCAN_UNROLL)
+    return LIFOutput(s, u, final)
 
 
 def lif_cell(params: LIFParams, state: LIFState, spikes_in, *, config: LIFConfig):
@@ -429,7 +480,7 @@ def lif_cell(params: LIFParams, state: LIFState, spikes_in, *, config: LIFConfig
     >>> spikes.shape
     (5, 4)
     """
-    return _step(state, spikes_in @ params.w_in, params.w_rec, config)
+    return lif_step(state, spikes_in @ params.w_in, config, w_rec=params.w_rec)
 
 
 def _check_spikes(spikes_in, n_in: int, name="spikes_in"):
@@ -460,14 +511,9 @@ def lif_layer(params: LIFParams, spikes_in, *, config: LIFConfig,
     config.validate()
     _check_spikes(spikes_in, params.w_in.shape[0])
     spikes_in = jnp.asarray(spikes_in)
-    n = params.w_in.shape[1]
     dtype = jnp.result_type(params.w_in.dtype, spikes_in.dtype)
     drive = spikes_in.astype(dtype) @ params.w_in  # (T, n), all steps at once
-    if state0 is None:
-        state0 = LIFState(jnp.zeros((n,), dtype), jnp.zeros((n,), dtype))
-    final, (s, u) = jax.lax.scan(lambda st, d: _step(st, d, params.w_rec, config), state0, drive,
-                                  unroll=_SCAN_UNROLL)
-    return LIFOutput(s, u, final)
+    return lif_scan(drive, config=config, w_rec=params.w_rec, state0=state0)
 
 
 def readout_layer(params: ReadoutParams, spikes, *, config: LIFConfig):

@@ -66,7 +66,7 @@ def test_impulse_response_matches_lif_layer(tau_mem, tau_syn, dt):
     cfg = _cfg(tau_mem=tau_mem, tau_syn=tau_syn, dt=dt, threshold=1e9)
     T = 40
     with jax.enable_x64(True):
-        k = LK.impulse_response(T, cfg)
+        k = lif.impulse_response(T, cfg)
         x = jnp.zeros((T, 1)).at[0, 0].set(1.0)
         u = lif.lif_layer(lif.LIFParams(jnp.ones((1, 1), jnp.float64)), x, config=cfg).membrane
         np.testing.assert_allclose(k, u[:, 0], atol=1e-12)
@@ -76,7 +76,7 @@ def test_impulse_response_matches_lif_layer(tau_mem, tau_syn, dt):
         u5 = lif.lif_layer(lif.LIFParams(jnp.ones((1, 1), jnp.float64)), x5, config=cfg).membrane
         np.testing.assert_allclose(u5[5:, 0], k[:T - 5], atol=1e-12)
         # DC gain: sum_n k(n) = 1 / (1 - b_syn) = lif.psp_moments' eps_bar.
-        total = float(LK.impulse_response(4000, cfg).sum())
+        total = float(lif.impulse_response(4000, cfg).sum())
         assert total == pytest.approx(float(lif.psp_moments(tau_mem, tau_syn, dt)[0]), rel=1e-9)
 
 
@@ -85,7 +85,8 @@ def test_membrane_covariance_matches_simulation():
     cfg = _cfg(threshold=1e9)
     x = _spikes(0, 2, 12, 5, [0.3, 0.5])
     with jax.enable_x64(True):
-        c = LK.membrane_covariance(jnp.asarray(x), config=cfg, sigma_w=1.2, sigma_b=0.3)
+        c, a, _ = LK.membrane_covariance(jnp.asarray(x), config=cfg, sigma_w=1.2, sigma_b=0.3)
+        np.testing.assert_allclose(a, jnp.einsum("ptpt->pt", c), rtol=1e-12)
         n = 4000
         p = LK.init_lif_net(jax.random.PRNGKey(0), 5, n)
         drive = jnp.einsum("ptk,kn->ptn", x, 1.2 / math.sqrt(5) * p.w_in) + 0.3 * p.bias
@@ -197,7 +198,7 @@ def test_empirical_structured_vs_generic(reset, detach, recurrent):
     sw, sb, sr, so, m = 1.3, 0.4, 0.8, 1.1, 4.0
     params = LK.init_lif_net(jax.random.PRNGKey(3), n_in, N, recurrent=recurrent)
     kern = LK.lif_empirical(params, x, x[:2], config=cfg, sigma_w=sw, sigma_b=sb, sigma_rec=sr,
-                            sigma_o=so, m=m)
+                            sigma_o=so, spike_sharpness=m)
     kap = jnp.asarray(LK.readout_weights(T, "sum"))
 
     def net(c):
@@ -233,11 +234,12 @@ def _cross_check(cfg, *, T=20, n_in=10, kappa="sum", m=5.0, sigma_b=0.3, get=LK.
     """Max |z| of MC vs analytic and networks vs analytic (no reset), per kernel."""
     x = _spikes(seed, 3, T, n_in, [0.1, 0.2, 0.35])      # unequal norms: SG-NTK asymmetric
     x1, x2 = x, x[:2]
-    an = LK.lif_kernels(x1, x2, config=cfg, kappa=kappa, m=m, sigma_b=sigma_b, sigma_o=1.3,
-                        get=get)
-    mc = LK.lif_kernels_mc(x1, x2, config=cfg, kappa=kappa, m=m, sigma_b=sigma_b, sigma_o=1.3,
-                           n_neurons=n_neurons, block=500, seed=seed + 1, progress=False)
-    nw = LK.lif_kernels_networks(x1, x2, config=cfg, kappa=kappa, m=m, sigma_b=sigma_b,
+    kw = dict(readout_weights=kappa, spike_sharpness=m, sigma_b=sigma_b, sigma_o=1.3)
+    an = LK.lif_kernels(x1, x2, config=cfg, get=get, **kw)
+    mc = LK.lif_kernels_mc(x1, x2, config=cfg, n_neurons=n_neurons, block=500, seed=seed + 1,
+                           progress=False, **kw)
+    nw = LK.lif_kernels_networks(x1, x2, config=cfg, readout_weights=kappa, spike_sharpness=m,
+                                 sigma_b=sigma_b,
                                  sigma_o=1.3, width=width, n_networks=n_networks,
                                  seed=seed + 2, progress=False)
     out = {}
@@ -247,7 +249,8 @@ def _cross_check(cfg, *, T=20, n_in=10, kappa="sum", m=5.0, sigma_b=0.3, get=LK.
                   _z(getattr(nw.mean, k), a, getattr(nw.stderr, k)))
     # The SG-NTK is asymmetric for inputs of unequal norm (its input-weight part; the
     # readout part equals the symmetric NNGP).
-    inp = np.asarray(an.sgntk) - np.asarray(LK.lif_kernels(x1, x2, config=cfg, kappa=kappa,
+    inp = np.asarray(an.sgntk) - np.asarray(LK.lif_kernels(x1, x2, config=cfg,
+                                                           readout_weights=kappa,
                                                            sigma_b=sigma_b, sigma_o=1.3,
                                                            get=("nngp",)).nngp)
     assert abs(inp[0, 1] - inp[1, 0]) > 1e-4 * abs(inp[0, 1])
@@ -290,10 +293,10 @@ def test_analytic_exact_delta_is_large_m_limit():
     exact = LK.lif_kernels(x, config=cfg, get=("sgntk",)).sgntk
     # Off the diagonal the smoothing error is O(1/m^2); on it (x = x', t = t') the delta puts
     # v at the surrogate's kink (fast_sigmoid: |z|), where it is O(sharpness / m).
-    smooth = LK.lif_kernels(x, config=cfg, m=300.0, get=("sgntk",)).sgntk
+    smooth = LK.lif_kernels(x, config=cfg, spike_sharpness=300.0, get=("sgntk",)).sgntk
     off = ~np.eye(2, dtype=bool)
     np.testing.assert_allclose(np.asarray(smooth)[off], np.asarray(exact)[off], rtol=1e-5)
-    smooth = LK.lif_kernels(x, config=cfg, m=1e5, get=("sgntk",)).sgntk
+    smooth = LK.lif_kernels(x, config=cfg, spike_sharpness=1e5, get=("sgntk",)).sgntk
     np.testing.assert_allclose(smooth, exact, rtol=2e-5)
 
 
@@ -308,9 +311,10 @@ def _reset_inputs():
 def test_reset_mc_vs_networks(reset, detach):
     x = _reset_inputs()
     cfg = _cfg(reset=reset, detach_reset=detach)
-    mc = LK.lif_kernels_mc(x, config=cfg, m=5.0, sigma_b=0.3, n_neurons=60_000, block=500,
-                           progress=False)
-    nw = LK.lif_kernels_networks(x, config=cfg, m=5.0, sigma_b=0.3, width=1000, n_networks=24,
+    mc = LK.lif_kernels_mc(x, config=cfg, spike_sharpness=5.0, sigma_b=0.3, n_neurons=60_000,
+                           block=500, progress=False)
+    nw = LK.lif_kernels_networks(x, config=cfg, spike_sharpness=5.0, sigma_b=0.3, width=1000,
+                                 n_networks=24,
                                  seed=7, progress=False)
     for k in LK.KERNELS:
         se = np.sqrt(np.asarray(getattr(mc.stderr, k)) ** 2 + np.asarray(getattr(nw.stderr, k)) ** 2)
@@ -319,7 +323,8 @@ def test_reset_mc_vs_networks(reset, detach):
 
 def test_reset_and_recurrence_change_kernel():
     x = _reset_inputs()
-    kw = dict(m=5.0, sigma_b=0.3, n_neurons=60_000, block=500, seed=3, progress=False)
+    kw = dict(spike_sharpness=5.0, sigma_b=0.3, n_neurons=60_000, block=500, seed=3,
+              progress=False)
     det = LK.lif_kernels_mc(x, config=_cfg(reset="zero", detach_reset=True), **kw)
     diff = LK.lif_kernels_mc(x, config=_cfg(reset="zero", detach_reset=False), **kw)
     # Same seed, same forward pass: identical NNGP; the backward pass differs.
@@ -334,7 +339,8 @@ def test_reset_and_recurrence_change_kernel():
         ff = LK.init_lif_net(jax.random.PRNGKey(i), x.shape[2], 300)
         rec = LK.init_lif_net(jax.random.PRNGKey(i), x.shape[2], 300, recurrent=True)
         assert np.array_equal(ff.w_in, rec.w_in)
-        kw = dict(config=cfg, m=5.0, sigma_b=0.3, sigma_rec=2.0, get=("sgntk", "sg_gram"))
+        kw = dict(config=cfg, spike_sharpness=5.0, sigma_b=0.3, sigma_rec=2.0,
+                  get=("sgntk", "sg_gram"))
         k_ff, k_rec = LK.lif_empirical(ff, x, **kw), LK.lif_empirical(rec, x, **kw)
         diffs.append([np.asarray(k_rec.sgntk - k_ff.sgntk), np.asarray(k_rec.sg_gram - k_ff.sg_gram)])
     diffs = np.asarray(diffs)
@@ -362,14 +368,16 @@ def test_bad_input():
         LK.lif_kernels(x, config=_cfg(reset="zero"))
     with pytest.raises(ValueError, match="not kernel-compatible"):
         LK.lif_kernels(x, config=_cfg(readout="max"))
-    with pytest.raises(ValueError, match="kappa"):
-        LK.lif_kernels(x, config=cfg, kappa=np.ones(3))
+    with pytest.raises(ValueError, match="readout_weights"):
+        LK.lif_kernels(x, config=cfg, readout_weights=np.ones(3))
     with pytest.raises(ValueError, match="sigma_w"):
         LK.lif_kernels(x, config=cfg, sigma_w=0.0)
     with pytest.raises(ValueError, match="get"):
         LK.lif_kernels(x, config=cfg, get=("ntk",))
-    with pytest.raises(ValueError, match="m "):
-        LK.lif_kernels_mc(x, config=cfg, m=None)
+    with pytest.raises(ValueError, match="spike_sharpness"):
+        LK.lif_kernels_mc(x, config=cfg, spike_sharpness=None)
+    with pytest.raises(ValueError, match="not both"):
+        LK.lif_kernels(x, config=cfg, readout_weights="sum", kappa="sum")
     with pytest.raises(ValueError, match="NaN"):
         LK.lif_kernels(np.full((1, 10, 4), np.nan), config=cfg)
     with pytest.raises(ValueError, match="LIFConfig"):
@@ -377,3 +385,22 @@ def test_bad_input():
     params = LK.init_lif_net(jax.random.PRNGKey(0), 5, 8)
     with pytest.raises(ValueError, match="inputs"):
         LK.lif_empirical(params, x, config=cfg)
+
+
+def test_deprecated_keywords_kappa_and_m_still_work():
+    # Issue 14 item 6: readout_weights= and spike_sharpness= replace kappa= and m=.
+    x = _spikes(2, 2, 6, 3, [0.3, 0.5])
+    cfg = _cfg(surrogate=sg.get("exponential", sharpness=2.0))
+    kw = dict(config=cfg, get=("sgntk",))
+    new = LK.lif_kernels(x, readout_weights="last", spike_sharpness=4.0, **kw)
+    with pytest.warns(DeprecationWarning, match="kappa"):
+        old = LK.lif_kernels(x, kappa="last", spike_sharpness=4.0, **kw)
+    np.testing.assert_array_equal(old.sgntk, new.sgntk)
+    with pytest.warns(DeprecationWarning, match="m= is deprecated"):
+        old = LK.lif_kernels(x, readout_weights="last", m=4.0, **kw)
+    np.testing.assert_array_equal(old.sgntk, new.sgntk)
+    params = LK.init_lif_net(jax.random.PRNGKey(0), 3, 4)
+    with pytest.warns(DeprecationWarning):
+        old = LK.lif_empirical(params, x, m=4.0, kappa="sum", **kw)
+    new = LK.lif_empirical(params, x, spike_sharpness=4.0, readout_weights="sum", **kw)
+    np.testing.assert_array_equal(old.sgntk, new.sgntk)

@@ -1,0 +1,395 @@
+"""Infinite-width kernels of the no-reset LIF layer, analytically (Gaussian membrane).
+
+The drive of one neuron is a Gaussian process over (input, time) with covariance
+``G_ss'(x, x') = sigma_w^2/n_in <x[s], x'[s']> + sigma_b^2``; without reset the membrane
+``U_t(x) = sum_s k(t-s) d[s]`` (``k`` = :func:`sgntk.lif.impulse_response`) is a linear filter
+of it, so with ``Y_t(x) = sum_s k(t-s) x[s]`` and ``K_t = sum_{n<=t} k(n)``::
+
+    C_tt'(x, x') = sigma_w^2/n_in <Y_t(x), Y_t'(x')> + sigma_b^2 K_t K_t'
+
+For ``(u, v) = (U_t(x), U_t'(x')) ~ N(0, [[a, r], [r, b]])`` (``a = C_tt(x,x)``,
+``b = C_t't'(x',x')``, ``r = C_tt'(x,x')``)::
+
+    NNGP(x, x')   = sigma_o^2 sum_{t,t'} kappa_t kappa_t' P(u > theta, v > theta)
+    SG-NTK(x, x') = NNGP + sigma_o^2 sum_{t,t'} kappa_t kappa_t' C_tt' E[delta(u - theta) psi'(v - theta)]
+    SG-Gram       = NNGP + sigma_o^2 sum_{t,t'} kappa_t kappa_t' C_tt' E[psi'(u - theta) psi'(v - theta)]
+
+Derivation (reference notes section 6): ``dy/dw_i = sigma_o/sqrt(N) sum_t kappa_t S_i[t]``, so
+the readout part of every kernel is ``sigma_o^2/N sum_i (kappa . S_i(x)) (kappa . S_i(x'))``
+-> the NNGP (law of large numbers over iid neurons). Without reset ``dU_t/d(W_:i, b_i) =
+sum_s k(t-s) (sigma_w/sqrt(n_in) x[s], sigma_b)`` is deterministic, so the input part of
+neuron ``i`` is ``sigma_o^2/N w_i^2 sum_{tt'} kappa kappa' H'(U_t(x)) psi'(U_t'(x')) C_tt'``
+with ``E[w_i^2] = 1``. The mixed expectation is ``p_u(theta) E[psi'(v - theta) | u = theta]``::
+
+    E[delta(u - theta) psi'(v - theta)] = N(theta; 0, a) E_{w ~ N(r theta/a - theta, b - r^2/a)}[psi'(w)]
+
+(``a -> a + 1/(2 m^2)`` for the smoothed delta of sharpness ``m``, exact). The orthant
+probability is :func:`bvn_upper` (Genz's BVNU); ``E[psi' psi']`` a nested 1-D quadrature.
+
+Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
+t'``) the correlation is exactly 1 and the conditional variance ``b - r^2/a`` exactly 0; the
+partial derivatives of the orthant probability and of the conditional surrogate moment with
+respect to that variance are infinite there, while the variance itself does not move with
+sigma_w, sigma_b or the surrogate's parameters (its tangent is 0, up to rounding). Therefore
+
+* :func:`orthant_probability` is a ``jax.custom_jvp`` with the analytic derivatives
+  ``dP/dtheta = -phi_a(theta) Q_a - phi_b(theta) Q_b``, ``dP/da = theta/(2a) phi_a(theta) Q_a
+  - r/(2a) p(theta, theta)`` (and ``a <-> b``), ``dP/dr = p(theta, theta)`` (Plackett's
+  identity; ``Q_a = P(v > theta | u = theta)``, ``p`` the joint density), the ``p`` terms
+  collected as ``p(theta, theta) (dr - r/2 (da/a + db/b)) = p sqrt(ab) d rho``; for
+  ``1 - rho^2 <= 64 eps`` (degenerate up to rounding) the derivative is that of the exact
+  degenerate value ``P = Phi(-theta / sqrt(min(a, b)))`` (``rho = 1``; 0 for ``rho = -1``);
+* the conditional moment ``E_{N(mu, c)}[psi']`` with ``c <= 64 eps b`` is ``psi'(mu)`` (its exact
+  value at ``c = 0``, whose derivatives are those of psi'), and the quadrature is evaluated at a
+  safe variance there (no ``inf * 0`` in reverse mode).
+
+Tests: ``tests/test_lif_kernels.py`` (analytic == Monte Carlo == wide networks; bvn vs scipy;
+mixed and pair expectations vs scipy quadrature), ``tests/test_lif_gradients.py`` (``jax.grad``
+== central finite differences for every surrogate shape, diagonal included).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtr
+
+from .. import _quadrature
+from .. import lif as _lif
+from .. import surrogates as _sg
+from .._util import check_int
+from .._x64 import float64
+from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
+
+__all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
+           "surrogate_pair_expectation", "membrane_covariance", "lif_kernel_fn", "lif_kernels"]
+
+# Relative conditional variance below which a pair counts as perfectly correlated (rounding).
+_DEGENERATE = 64.0 * float(np.finfo(np.float64).eps)
+
+
+# --------------------------------------------------------------------------------------
+# Bivariate normal: Genz's BVNU, vectorised.
+# --------------------------------------------------------------------------------------
+_GL20_X, _GL20_W = np.polynomial.legendre.leggauss(20)
+_GX = 1.0 + _GL20_X   # nodes on [0, 2]
+
+
+def bvn_upper(h, k, r):
+    """``P(X > h, Y > k)`` for standard bivariate normal ``(X, Y)`` with correlation ``r``.
+
+    Genz's BVNU (A. Genz, "Numerical computation of rectangular bivariate and trivariate
+    normal and t probabilities", Stat. Comput. 14 (2004) 251; after Drezner & Wesolowsky
+    1990): for ``|r| < 0.925`` a 20-point Gauss-Legendre rule in ``asin`` of Sheppard's
+    formula ``Phi(-h) Phi(-k) + 1/(2 pi) int_0^{asin r} exp(-(h^2 + k^2 - 2 h k sin t) / (2
+    cos^2 t)) dt``; for ``|r| >= 0.925`` the Drezner-Wesolowsky expansion around ``|r| = 1``
+    (exact at ``r = +-1``). Absolute error ~1e-15 (``test_bvn_upper_vs_scipy``). Elementwise,
+    jit/vmap-safe; finite ``h, k`` only. Values only: differentiate
+    :func:`orthant_probability` (custom JVP) instead.
+    """
+    h, k, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (h, k, r)))
+    r = jnp.clip(r, -1.0, 1.0)
+    tp = 2.0 * math.pi
+    hk = h * k
+    # |r| < 0.925
+    hs = 0.5 * (h * h + k * k)
+    asr = 0.5 * jnp.arcsin(jnp.where(jnp.abs(r) < 0.925, r, 0.0))
+    sn = jnp.sin(asr[..., None] * _GX)
+    low = (jnp.sum(jnp.exp((sn * hk[..., None] - hs[..., None]) / (1.0 - sn**2)) * _GL20_W, -1)
+           * asr / tp + ndtr(-h) * ndtr(-k))
+    # |r| >= 0.925
+    neg = r < 0
+    kk = jnp.where(neg, -k, k)
+    hk2 = jnp.where(neg, -hk, hk)
+    inner = jnp.abs(r) < 1.0
+    as_ = jnp.where(inner, 1.0 - r * r, 1.0)
+    a = jnp.sqrt(as_)
+    bs = (h - kk) ** 2
+    c = (4.0 - hk2) / 8.0
+    d = (12.0 - hk2) / 80.0
+    e1 = -(bs / as_ + hk2) / 2.0
+    bvn = jnp.where(e1 > -100.0,
+                    a * jnp.exp(jnp.maximum(e1, -100.0))
+                    * (1.0 - c * (bs - as_) * (1.0 - d * bs) / 3.0 + c * d * as_**2), 0.0)
+    b = jnp.sqrt(bs)
+    sp = math.sqrt(tp) * ndtr(-b / a)
+    bvn = jnp.where(hk2 > -100.0,
+                    bvn - jnp.exp(-jnp.maximum(hk2, -100.0) / 2.0) * sp * b
+                    * (1.0 - c * bs * (1.0 - d * bs) / 3.0), bvn)
+    a2 = a / 2.0
+    xs = (a2[..., None] * _GX) ** 2
+    e2 = -(bs[..., None] / xs + hk2[..., None]) / 2.0
+    sp2 = 1.0 + c[..., None] * xs * (1.0 + 5.0 * d[..., None] * xs)
+    rs = jnp.sqrt(1.0 - xs)
+    ep = jnp.exp(-(hk2[..., None] / 2.0) * xs / (1.0 + rs) ** 2) / rs
+    terms = jnp.where(e2 > -100.0, jnp.exp(jnp.maximum(e2, -100.0)) * (sp2 - ep), 0.0)
+    bvn = (a2 * jnp.sum(terms * _GL20_W, -1) - bvn) / tp
+    bvn = jnp.where(inner, bvn, 0.0)
+    lo = jnp.where(h < 0, ndtr(kk) - ndtr(h), ndtr(-h) - ndtr(-kk))
+    high = jnp.where(r > 0, bvn + ndtr(-jnp.maximum(h, kk)),
+                     jnp.where(h >= kk, -bvn, lo - bvn))
+    return jnp.clip(jnp.where(jnp.abs(r) < 0.925, low, high), 0.0, 1.0)
+
+
+def _normal_pdf(x, var):
+    return jnp.exp(-0.5 * x * x / var) / jnp.sqrt(2.0 * math.pi * var)
+
+
+@jax.custom_jvp
+def _orthant(a, b, r, theta):
+    ok = (a > 0) & (b > 0)
+    sa = jnp.sqrt(jnp.where(ok, a, 1.0))
+    sb = jnp.sqrt(jnp.where(ok, b, 1.0))
+    p = bvn_upper(theta / sa, theta / sb, jnp.where(ok, r / (sa * sb), 0.0))
+    return jnp.where(ok, p, 0.0)
+
+
+@_orthant.defjvp
+def _orthant_jvp(primals, tangents):
+    a, b, r, th = primals
+    da, db, dr, dth = tangents
+    ok = (a > 0) & (b > 0)
+    A = jnp.where(ok, a, 1.0)
+    B = jnp.where(ok, b, 1.0)
+    sa, sb = jnp.sqrt(A), jnp.sqrt(B)
+    rho = jnp.clip(jnp.where(ok, r / (sa * sb), 0.0), -1.0, 1.0)
+    c1 = 1.0 - rho * rho
+    degen = c1 <= _DEGENERATE
+    sc = jnp.sqrt(jnp.where(degen, 1.0, c1))
+    pa, pb = _normal_pdf(th, A), _normal_pdf(th, B)
+    qa = ndtr(th * (r / A - 1.0) / (sb * sc))    # P(v > theta | u = theta)
+    qb = ndtr(th * (r / B - 1.0) / (sa * sc))    # P(u > theta | v = theta)
+    joint = jnp.exp(-0.5 * th * th * (A + B - 2.0 * r) / (A * B * jnp.where(degen, 1.0, c1))) / (
+        2.0 * math.pi * sa * sb * sc)
+    general = (-(pa * qa + pb * qb) * dth + 0.5 * th / A * pa * qa * da
+               + 0.5 * th / B * pb * qb * db + joint * (dr - 0.5 * r * (da / A + db / B)))
+    # rho = +1: P = Phi(-theta / sqrt(min(a, b))); rho = -1: P = 0 (theta > 0).
+    mn = jnp.minimum(A, B)
+    dmn = jnp.where(A < B, da, jnp.where(B < A, db, 0.5 * (da + db)))
+    pm = _normal_pdf(th, mn)
+    degenerate = jnp.where(rho > 0, pm * (0.5 * th / mn * dmn - dth), 0.0)
+    dp = jnp.where(ok, jnp.where(degen, degenerate, general), 0.0)
+    return _orthant(a, b, r, th), dp
+
+
+def orthant_probability(a, b, r, theta):
+    """``P(u > theta, v > theta)`` for ``(u, v) ~ N(0, [[a, r], [r, b]])``, ``theta > 0``.
+
+    ``= bvn_upper(theta/sqrt(a), theta/sqrt(b), r/sqrt(a b))``; 0 where ``a`` or ``b`` is 0
+    (a membrane that is identically 0 never reaches ``theta > 0``). Custom JVP with the
+    analytic derivatives in ``a, b, r, theta``, finite at correlation +-1 (module docstring).
+    Tests: ``test_orthant_and_mixed_expectation_vs_quadrature``, ``test_lif_gradients.py``.
+    """
+    a, b, r, theta = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float)
+                                            for v in (a, b, r, theta)))
+    return _orthant(a, b, r, theta)
+
+
+def _conditional_moment(surrogate, mean, var, scale):
+    """``E_{w ~ N(mean, var)}[psi'(w)]``; ``psi'(mean)`` where ``var <= 64 eps scale``
+    (zero up to rounding), with the quadrature evaluated at a safe variance there."""
+    scale = jnp.where(scale > 0, scale, 1.0)
+    degen = var <= _DEGENERATE * scale
+    safe = jnp.where(degen, scale, var)
+    return jnp.where(degen, surrogate.derivative(mean), _sg.gaussian_moment(surrogate, mean, safe))
+
+
+def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=None):
+    """``E[delta(u - theta) psi'(v - theta)] = N(theta; 0, a) E_{N(r theta/a - theta, b - r^2/a)}[psi']``.
+
+    ``(u, v) ~ N(0, [[a, r], [r, b]])``. With finite ``spike_sharpness`` ``m`` the delta is the
+    smoothed ``Theta_m'`` (:func:`true_spike_derivative`): ``a -> a + 1/(2 m^2)`` (exact). 0
+    where the effective ``a`` is 0. Finite derivatives at ``b - r^2/a = 0`` (module
+    docstring). Tests: ``test_orthant_and_mixed_expectation_vs_quadrature``,
+    ``test_lif_gradients.py``.
+    """
+    a = jnp.asarray(a, dtype=float)
+    if spike_sharpness is not None:
+        a = a + 0.5 / jnp.asarray(spike_sharpness) ** 2
+    ok = a > 0
+    sa = jnp.where(ok, a, 1.0)
+    dens = _normal_pdf(theta, sa)
+    mean = r * theta / sa - theta
+    var = jnp.maximum(b - r**2 / sa, 0.0)
+    return jnp.where(ok, dens * _conditional_moment(surrogate, mean, var, b), 0.0)
+
+
+def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
+    """``E[psi'(u - theta) psi'(v - theta)]``, ``(u, v) ~ N(0, [[a, r], [r, b]])``.
+
+    Nested quadrature: ``E_u[psi'(u - theta) E[psi'(v - theta) | u]]`` with ``v | u ~ N(r u/a,
+    b - r^2/a)``; the inner moment is :func:`sgntk.surrogates.gaussian_moment` (closed form
+    for triangular, rectangular, exponential, gaussian, erf, straight-through; a ~2300-node
+    rule otherwise, then this costs ~5e6 evaluations per entry), the outer the multi-scale
+    rule of :mod:`sgntk._quadrature` (cut at the profile's kinks). Exact on the degenerate
+    diagonal. Test: ``test_surrogate_pair_expectation_vs_dblquad`` (``scipy.integrate.dblquad``).
+    """
+    a, b, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r)))
+    beta = jnp.asarray(surrogate.sharpness)
+    if surrogate.shape == "straight_through":
+        beta = jnp.ones_like(beta)
+    ok = a > 0
+    sa = jnp.where(ok, a, 1.0)
+    kap = r / sa
+    cv = jnp.maximum(b - r**2 / sa, 0.0)
+    e = lambda z: z[..., None, None]  # noqa: E731
+
+    def g(om):  # om = beta (u - theta), u ~ N(0, a)  <=>  om ~ N(-beta theta, beta^2 a)
+        w = om / beta
+        inner = _conditional_moment(surrogate, e(kap) * (w + theta) - theta, e(cv), e(b))
+        return surrogate.profile(om) * inner
+
+    edge = {"triangular": (-1.0, 1.0), "rectangular": (-0.5, 0.5)}.get(surrogate.shape, ())
+    breaks = tuple(jnp.full_like(a, t) for t in edge)
+    outer = jnp.asarray(surrogate.dampening) * _quadrature.gauss_expectation(
+        g, -beta * theta * jnp.ones_like(a), beta**2 * sa, breaks)
+    degenerate = surrogate.derivative(-theta) * _conditional_moment(surrogate, -theta, b, 1.0)
+    return jnp.where(ok, outer, degenerate)
+
+
+# --------------------------------------------------------------------------------------
+# Membrane covariance and the pure kernel function.
+# --------------------------------------------------------------------------------------
+def _filtered(x, kvec):
+    """``Y_t = sum_s k(t - s) x[s]`` for a batch ``x`` ``(n, T, n_in)``; and ``K_t``."""
+    T = x.shape[1]
+    lag = jnp.arange(T)[:, None] - jnp.arange(T)[None, :]
+    kmat = jnp.where(lag >= 0, kvec[jnp.clip(lag, 0, T - 1)], 0.0)
+    return jnp.einsum("ts,nsk->ntk", kmat, x), jnp.cumsum(kvec)
+
+
+def membrane_covariance(x1, x2=None, *, config: _lif.LIFConfig, sigma_w=1.0, sigma_b=0.0,
+                        steps=None):
+    """Free-membrane covariances ``(C, a, b)`` at the time steps ``steps`` (default all).
+
+    ``C[p, t, q, t'] = Cov(U_t(x1_p), U_t'(x2_q))`` ``(n1, S, n2, S)``, ``a[p, t] =
+    Var(U_t(x1_p))`` ``(n1, S)``, ``b[q, t'] = Var(U_t'(x2_q))`` ``(n2, S)``, from
+    ``C_tt'(x, x') = sigma_w^2/n_in <Y_t(x), Y_t'(x')> + sigma_b^2 K_t K_t'`` (module
+    docstring). Pure (jit/grad-able in the config and the scales); float64 when called under
+    :func:`sgntk._x64.float64`. Test: ``test_membrane_covariance_matches_simulation``.
+    """
+    x1 = jnp.asarray(x1)
+    x2 = x1 if x2 is None else jnp.asarray(x2)
+    kvec = _lif.impulse_response(x1.shape[1], config)
+    y1, kc = _filtered(x1, kvec)
+    y2, _ = _filtered(x2, kvec)
+    if steps is not None:
+        idx = np.asarray(steps, dtype=int)
+        y1, y2, kc = y1[:, idx], y2[:, idx], kc[idx]
+    n_in = x1.shape[2]
+    sw2, sb2 = sigma_w**2, sigma_b**2
+    c = sw2 / n_in * jnp.einsum("ptk,qsk->ptqs", y1, y2) + sb2 * kc[:, None, None] * kc
+    a = sw2 / n_in * jnp.sum(y1**2, -1) + sb2 * kc**2
+    b = sw2 / n_in * jnp.sum(y2**2, -1) + sb2 * kc**2
+    return c, a, b
+
+
+# Shapes whose inner Gaussian moment is a closed form (the 2-D surrogate-pair term is cheap).
+_CLOSED_INNER = ("triangular", "rectangular", "exponential", "gaussian", "erf",
+                 "straight_through")
+
+
+def lif_kernel_fn(*, get: Sequence[str] = KERNELS, steps: Sequence[int] | None = None,
+                  batch_size: int = 2048) -> Callable:
+    """Pure kernel function of the no-reset LIF layer (the function underneath :func:`lif_kernels`).
+
+    Returns ``kernel_fn(x1, x2, config, readout_weights, sigma_w, sigma_b, sigma_o=1.0,
+    spike_sharpness=None) -> LIFKernel`` with ``x1: (n1, T, n_in)``, ``x2: (n2, T, n_in)``,
+    ``config`` a :class:`sgntk.lif.LIFConfig` pytree (time constants, threshold and surrogate
+    as array leaves; ``reset`` is ignored: the formulas are the no-reset ones),
+    ``readout_weights`` ``(T,)`` and the scales arrays. No validation; jit/vmap/grad over the
+    config (surrogate sharpness, dampening, tail, time constants, threshold) and the scales,
+    with finite derivatives on the diagonal (``tests/test_lif_gradients.py``). Enable float64
+    yourself. Static: ``get`` (``nngp`` is always computed), ``steps`` (the time steps with
+    nonzero readout weight; default all) and ``batch_size`` (entries per vectorised block of
+    ``jax.lax.map``, memory).
+    """
+    get = tuple(get)
+    steps = None if steps is None else tuple(int(s) for s in steps)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+
+    def kernel_fn(x1, x2, config, readout_weights, sigma_w, sigma_b, sigma_o=1.0,
+                  spike_sharpness=None) -> LIFKernel:
+        c, a, b = membrane_covariance(x1, x2, config=config, sigma_w=sigma_w, sigma_b=sigma_b,
+                                      steps=steps)
+        kw = jnp.asarray(readout_weights)
+        if steps is not None:
+            kw = kw[np.asarray(steps, dtype=int)]
+        theta = config.threshold
+        sur = config.surrogate
+        shape = c.shape
+        flat = (jnp.broadcast_to(a[:, :, None, None], shape).reshape(-1),
+                jnp.broadcast_to(b[None, None, :, :], shape).reshape(-1), c.reshape(-1))
+
+        def contract(fn, size):
+            vals = jax.lax.map(lambda abr: fn(*abr), flat, batch_size=min(size, flat[0].size))
+            return sigma_o**2 * jnp.einsum("ptqs,t,s->pq", vals.reshape(shape), kw, kw)
+
+        p = contract(lambda a_, b_, r_: orthant_probability(a_, b_, r_, theta), batch_size)
+        out = {"nngp": p}
+        if "sgntk" in get:
+            out["sgntk"] = p + contract(
+                lambda a_, b_, r_: r_ * mixed_expectation(a_, b_, r_, theta, sur,
+                                                          spike_sharpness), batch_size)
+        if "sg_gram" in get:
+            small = 256 if sur.shape in _CLOSED_INNER else 2
+            out["sg_gram"] = p + contract(
+                lambda a_, b_, r_: r_ * surrogate_pair_expectation(a_, b_, r_, theta, sur),
+                max(1, min(batch_size, small)))
+        return LIFKernel(**{k: out[k] for k in get})
+
+    return kernel_fn
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_kernel_fn(get, steps, batch_size):
+    return jax.jit(lif_kernel_fn(get=get, steps=steps, batch_size=batch_size))
+
+
+@float64
+def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, sigma_w=1.0,
+                sigma_b=0.0, sigma_o=1.0, spike_sharpness=UNSET, get: Sequence[str] = KERNELS,
+                chunk: int = 2048, kappa=UNSET, m=UNSET) -> LIFKernel:
+    """Infinite-width NNGP, SG-NTK and surrogate Gram of the no-reset LIF layer (analytic).
+
+    Formulas and derivation: module docstring. Only ``config.reset == "none"`` has a
+    Gaussian membrane; for a reset use :func:`sgntk.lif_kernels.lif_kernels_mc`. The pure,
+    differentiable function underneath is :func:`lif_kernel_fn`.
+
+    Args:
+      x1: spike trains ``(n1, T, n_in)`` (or one ``(T, n_in)``); x2: ``(n2, T, n_in)``, default x1.
+      config: :class:`sgntk.lif.LIFConfig` (tau_mem, tau_syn, dt, threshold, surrogate, reset).
+      readout_weights: temporal readout weights ``kappa``: ``"sum"``, ``"last"`` or ``(T,)``;
+        default ``config.readout`` (``"max"`` raises). Old name ``kappa=`` (deprecated).
+      sigma_w > 0, sigma_b >= 0, sigma_o > 0: NTK scales of input weights, bias, readout.
+      spike_sharpness: None for the exact Dirac true derivative, or the sharpness ``m`` of
+        :func:`true_spike_derivative` (to compare with finite networks / Monte Carlo).
+        Old name ``m=`` (deprecated).
+      get: subset of :data:`KERNELS`. ``sg_gram`` costs a 2-D quadrature per (t, t') entry
+        (slow for surrogates without closed-form Gaussian moments, e.g. fast_sigmoid).
+      chunk: entries per vectorised block (memory).
+    Returns:
+      :class:`LIFKernel` of float64 ``(n1, n2)`` arrays. Only time steps with
+      ``kappa_t != 0`` are evaluated (``"last"``: one entry per pair).
+    Tests: ``test_analytic_vs_mc_vs_networks[_grid]``, ``test_surrogate_pair_expectation_vs_dblquad``,
+    ``test_analytic_exact_delta_is_large_m_limit``, ``tests/test_lif_gradients.py``.
+    """
+    weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
+    sharp = renamed("spike_sharpness", spike_sharpness, "m", m, None)
+    x1, x2, cfg, kap, get, sw, sb, so = prepare(x1, x2, config, weights, get, sigma_w,
+                                                sigma_b, sigma_o)
+    sharp = check_spike_sharpness(sharp, allow_none=True)
+    chunk = check_int("chunk", chunk, minimum=1)
+    if config.reset != "none":
+        raise ValueError(f"the analytic kernel needs reset='none' (Gaussian membrane); got "
+                         f"reset={config.reset!r}: use lif_kernels_mc for the reset network")
+    idx = tuple(int(i) for i in np.flatnonzero(kap))
+    if not idx:
+        z = jnp.zeros((x1.shape[0], x2.shape[0]))
+        return LIFKernel(**{k: z for k in get})
+    fn = _jitted_kernel_fn(get, idx, chunk)
+    return fn(jnp.asarray(x1), jnp.asarray(x2), cfg, jnp.asarray(kap), sw, sb, so, sharp)
