@@ -2,6 +2,7 @@
 import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 
 import numpy as np
@@ -126,8 +127,13 @@ def test_failed_write_keeps_no_partial_file(tmp_path, monkeypatch):
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("pool", [concurrent.futures.ThreadPoolExecutor,
-                                  concurrent.futures.ProcessPoolExecutor])
+def _process_pool(max_workers):
+    # spawn, not fork: forking a process that runs JAX threads can deadlock
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+@pytest.mark.parametrize("pool", [concurrent.futures.ThreadPoolExecutor, _process_pool])
 def test_executor_matches_sequential(tmp_path, pool):
     units = [Unit(f"n{n}", square, {"n": n}) for n in (5, 1, 3)]
     seq = map_units(units, tmp_path / "seq", progress=False)
