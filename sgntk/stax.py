@@ -13,10 +13,13 @@ Each function returns the ``(init_fn, apply_fn, kernel_fn)`` triple of
         nt.stax.Dense(1, W_std=1.0, b_std=0.1))
     kernel_fn(x1, x2, "ntk")   # = I(x1, x2) = J(x1) J~(x2)^T, the SG-NTK
 
-How: stax's NTK recursion multiplies the incoming NTK by ``d_nngp_fn(cov12, var1, var2)``
-and keeps ``var1`` (x1's variance) and ``var2`` (x2's) in order, so passing the mixed
-expectation ``E[phi'(u) psi'(v)]`` of :mod:`sgntk.expectations` as ``d_nngp_fn`` turns
-the NTK into the SG-NTK (true derivative at x1, surrogate at x2). Do not feed the result to
+How: each layer is the activation of :mod:`sgntk.layers` (``layers.Sign`` etc., the same
+definition :mod:`sgntk.kernels` uses) wrapped in ``stax.Elementwise``: stax's NTK recursion
+multiplies the incoming NTK by ``d_nngp_fn(cov12, var1, var2)`` and keeps ``var1`` (x1's
+variance) and ``var2`` (x2's) in order, so passing the layer's mixed expectation
+``maps.sgntk = E[phi'(u) psi'(v)]`` as ``d_nngp_fn`` turns the NTK into the SG-NTK (true
+derivative at x1, surrogate at x2). Checked against :func:`sgntk.kernels.mlp` and
+neural-tangents' own ``stax.Erf``/``stax.Sign`` in ``tests/test_stax.py``. Do not feed the result to
 ``neural_tangents.predict``: it assumes a symmetric PSD kernel (use :mod:`sgntk.predict`).
 
 ``apply_fn`` uses the custom-JVP spikes of :mod:`sgntk.surrogates`, so training it with
@@ -29,49 +32,52 @@ when called. Enable float64 (``jax.enable_x64``) around ``kernel_fn`` for kernel
 """
 from __future__ import annotations
 
-from . import expectations as E
-from . import surrogates as S
+from . import layers as L
+from ._util import renamed_keyword
 from .nt_compat import import_neural_tangents
 
-__all__ = ["Sign", "Step", "Erf"]
+__all__ = ["Sign", "Step", "Erf", "from_layer"]
 
 
-def _layer(activation, surrogate, m, forward):
+def from_layer(layer: L.ActivationLayer):
+    """neural-tangents ``(init_fn, apply_fn, kernel_fn)`` of an :class:`sgntk.layers.ActivationLayer`.
+
+    ``apply_fn`` is ``layer.apply`` (custom-JVP surrogate twin), ``nngp_fn`` the layer's
+    ``maps.nngp`` and ``d_nngp_fn`` its ``maps.sgntk`` (arguments reordered to stax's
+    ``(cov12, var1, var2)``).
+    """
     nt = import_neural_tangents()
-    surrogate = S.get(surrogate)
+    if not isinstance(layer, L.ActivationLayer):
+        raise ValueError(f"layer must be an sgntk.layers activation layer; got {layer!r}")
 
     def nngp_fn(cov12, var1, var2):
-        return E.nngp_expectation(activation, var1, var2, cov12, m)
+        return layer.maps.nngp(var1, var2, cov12)
 
     def d_nngp_fn(cov12, var1, var2):
-        return E.mixed_derivative_expectation(activation, var1, var2, cov12, surrogate, m)
+        return layer.maps.sgntk(var1, var2, cov12)
 
-    forward.__name__ = f"{activation}_{surrogate.shape}"
+    def forward(x):
+        return layer.apply((), x)
+
     return nt.stax.Elementwise(forward, nngp_fn, d_nngp_fn)
 
 
 def Sign(surrogate="erf"):
     """``sign`` activation with surrogate derivative psi' (default: erf', the paper's)."""
-    sur = S.get(surrogate)
-    return _layer("sign", sur, 1.0, lambda x: S.sign(x, sur))
+    return from_layer(L.Sign(surrogate))
 
 
 def Step(surrogate="fast_sigmoid"):
     """Heaviside activation ``[x > 0]`` with surrogate derivative psi'."""
-    sur = S.get(surrogate)
-    return _layer("step", sur, 1.0, lambda x: S.heaviside(x, sur))
+    return from_layer(L.Step(surrogate))
 
 
-def Erf(m=1.0, surrogate="erf"):
-    """``erf(m x)`` activation; autodiff and the kernel use psi' instead of erf_m'.
+def Erf(sharpness=None, surrogate="erf", *, m=None):
+    """``erf(sharpness x)`` activation (the paper's erf_m); autodiff and the kernel use psi'.
 
     With ``surrogate=sgntk.surrogates.get("erf", sharpness=m, dampening=m)`` (= erf_m') the
-    kernel is the ordinary NTK of ``neural_tangents.stax.Erf(a=1, b=m, c=0)``.
+    kernel is the ordinary NTK of ``neural_tangents.stax.Erf(a=1, b=m, c=0)``. ``m=`` is the
+    deprecated name of ``sharpness`` (default 1).
     """
-    from .empirical import _erf_with_surrogate
-
-    sur = S.get(surrogate)
-    if not float(m) > 0:
-        raise ValueError(f"m must be > 0; got {m!r}")
-    return _layer("erf", sur, float(m), lambda x: _erf_with_surrogate(x, m, sur))
-
+    sharpness = renamed_keyword("sharpness", sharpness, "m", m, default=1.0)
+    return from_layer(L.Erf(sharpness, surrogate))

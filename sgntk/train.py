@@ -1,23 +1,26 @@
 """Ensembles of finite MLPs trained at once: true gradient descent or surrogate-gradient learning.
 
-One jitted function trains a whole chunk of networks: the parameters are
-``jax.vmap(mlp_init)`` over split keys, the steps are a ``lax.scan`` over *record segments*
+The networks are :func:`sgntk.layers.mlp` (the one MLP definition shared with the kernels):
+``init`` draws the parameters, ``apply`` with a surrogate is the SGL network (custom-JVP
+spikes) and without one the true network. One jitted function trains a whole chunk of
+networks: the parameters are ``init`` vmapped over split keys, the steps are a ``lax.scan`` over *record segments*
 (a ``fori_loop`` of plain steps between two entries of ``record_steps``, then the test
 outputs), and the chunk is ``jax.vmap`` of that over networks. There is no Python loop over
 networks or steps; only over chunks (``chunk_size``) to bound memory, and the network keys are
 split from ``key`` *before* chunking, so results do not depend on the chunk size
 (``tests/test_train.py``).
 
-Network (NTK parameterisation, :mod:`sgntk.empirical`) with an output scale ``kappa``::
+Network (NTK parameterisation, :mod:`sgntk.layers`) with an output scale ``kappa``::
 
-    f(x) = kappa * mlp_apply(params, x)            (``output_scale``; the paper's appendix: 0.2)
+    f(x) = kappa * layers.mlp(...).apply(params, x)  (``output_scale``; the paper's appendix: 0.2)
 
 i.e. the *whole output* is multiplied by ``kappa`` -- all empirical and analytic kernels of
 ``f`` are ``kappa**2`` times those of the unscaled network (NNGP, NTK and SG-NTK alike).
-Gradients: ``surrogate=None`` differentiates the true network (``mlp_apply``: erf_m nets; for
+Gradients: ``surrogate=None`` differentiates the true network (erf_m nets; for
 ``sign``/``step`` only the read-out learns); a surrogate (name or
-:class:`~sgntk.surrogates.Surrogate`) differentiates ``mlp_surrogate_apply`` (custom-JVP
-spikes: psi' replaces phi' in the backward pass = SGL).
+:class:`~sgntk.surrogates.Surrogate`) differentiates the SGL twin (custom-JVP spikes: psi'
+replaces phi' in the backward pass). Test: ``tests/test_train.py`` (autodiff == a hand-written
+psi' backward pass; vmapped ensemble == per-network loop).
 
 Loss and time (Eilers et al. 2024, Sec. 4): ``L = 1/(2 n) sum_i (f(x_i) - y_i)^2`` (half the
 mean squared error over the ``n`` training points), full-batch gradient descent
@@ -37,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .empirical import mlp_apply, mlp_empirical, mlp_init, mlp_surrogate_apply
+from . import layers as L
+from .empirical import mlp_empirical
 from .kernels import KERNELS, MLPKernel
 from .surrogates import get as get_surrogate
 
@@ -75,14 +79,18 @@ def network_fn(*, activation, surrogate=None, m=1.0, sigma_w=1.0, sigma_b=0.0,
                output_scale=1.0):
     """``f(params, x) -> (n,)``: the scaled network whose autodiff gives the training gradient.
 
-    ``surrogate=None``: true derivative (``mlp_apply``); otherwise the SGL twin
-    (``mlp_surrogate_apply``: forward unchanged, psi' in the backward pass).
+    ``params`` are :class:`sgntk.layers.MLPParams`; ``f`` is ``output_scale`` times
+    ``layers.mlp(...).apply``: with ``surrogate=None`` the true network (autodiff gives the true
+    derivative), otherwise the SGL twin (forward unchanged, psi' in the backward pass).
     """
-    kw = dict(activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, m=m)
-    if surrogate is None:
-        return lambda p, x: output_scale * mlp_apply(p, x, **kw)
-    sur = get_surrogate(surrogate)
-    return lambda p, x: output_scale * mlp_surrogate_apply(p, x, surrogate=sur, **kw)
+    sur = None if surrogate is None else get_surrogate(surrogate)
+
+    def f(params, x):
+        net = L.mlp(depth=len(params.weights) - 1, activation=activation, surrogate=sur,
+                    sigma_w=sigma_w, sigma_b=sigma_b, sharpness=m)
+        return output_scale * net.apply(params, x)[..., 0]
+
+    return f
 
 
 def _train_chunk(keys, x_train, y_train, x_test, kx1, kx2, seg_lengths, hp, sur, ksur, *,
@@ -100,14 +108,14 @@ def _train_chunk(keys, x_train, y_train, x_test, kx1, kx2, seg_lengths, hp, sur,
     def kernel_fn(p, a, b):
         k = mlp_empirical(p, a, b, activation=activation, surrogate=ksur,
                           sigma_w=hp["sigma_w"], sigma_b=hp["sigma_b"], m=hp["m"],
-                          jump_width=jump_width, get=kernels)
+                          jump_width=jump_width, which=kernels)
         return MLPKernel(*(None if v is None else hp["output_scale"] ** 2 * v for v in k))
 
     def loss(p):
         return 0.5 * jnp.mean((f_grad(p, x_train) - y_train) ** 2)
 
     def one(key):
-        params = mlp_init(key, in_dim, width, depth)
+        params = L.mlp(depth=depth, width=width).init(key, in_dim)[1]
         params = jax.tree_util.tree_map(lambda a: a.astype(x_train.dtype), params)
         k0 = kernel_fn(params, kx1, kx2) if kernels else None
 
@@ -163,7 +171,7 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_networks: int, width: int
 
     Args:
       key: PRNG key; network ``i`` is initialised from ``jax.random.split(key, n_networks)[i]``
-        (all weights and biases N(0, 1), :func:`sgntk.empirical.mlp_init`).
+        (all weights and biases N(0, 1), :func:`sgntk.layers.mlp`'s ``init``).
       x_train: ``(n, d)``; y_train: ``(n,)``; x_test: ``(n_test, d)`` points whose outputs are
         recorded.
       n_networks, width, depth, steps: ensemble size, hidden width, hidden layers L, GD steps.
