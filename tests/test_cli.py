@@ -99,3 +99,17 @@ def test_experiments_dir_and_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SGNTK_EXPERIMENTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no study 'nosuch'"):
         cli.load_study("nosuch")
+
+
+def test_reproduce_command_runs_the_study(monkeypatch):
+    study = cli.load_study("eilers2024")
+    calls = []
+    monkeypatch.setattr(study, "run", lambda config, **kw: calls.append((config, kw)))
+    assert cli.main(["reproduce", "eilers2024", "--smoke", "--out", "somewhere"]) == 0
+    assert cli.main(["reproduce", "eilers2024"]) == 0
+    assert cli.main(["reproduce", "eilers2024", "--config", "medium", "--force"]) == 0
+    assert calls == [("smoke", dict(out="somewhere", force=False)),
+                     ("quick", dict(out=None, force=False)),
+                     ("medium", dict(out=None, force=True))]
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "eilers2024", "--smoke", "--full"])
