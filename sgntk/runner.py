@@ -27,8 +27,10 @@ executor=ex)`` calls ``ex.submit(run_unit, unit, out, force=force)`` for every u
 missing and waits with :func:`concurrent.futures.as_completed`; the worker computes *and writes*
 the file, so resume and atomicity hold per worker. Any object whose ``submit(fn, *args,
 **kwargs)`` returns a :class:`concurrent.futures.Future` plugs in:
-``concurrent.futures.ThreadPoolExecutor`` / ``ProcessPoolExecutor`` work as they are (units and
-their ``fn`` must then be picklable: module-level functions), and a Ray backend is a small adapter,
+``concurrent.futures.ThreadPoolExecutor`` / ``ProcessPoolExecutor`` work as they are (for
+processes, units and their ``fn`` must be picklable -- module-level functions -- and the pool should
+use ``mp_context=multiprocessing.get_context("spawn")``: forking a process that runs JAX threads
+can deadlock), and a Ray backend is a small adapter,
 ``submit = lambda f, *a, **k: ray.remote(f).remote(*a, **k).future()`` (``out`` must then be a
 folder every worker can write, e.g. a shared file system). Ray is not a dependency of sgntk.
 
