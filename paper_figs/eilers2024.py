@@ -3,9 +3,10 @@
     python paper_figs/eilers2024.py [results/eilers2024-quick] [--out DIR]
 
 Reads the folder written by ``sgntk reproduce eilers2024`` (``experiments/eilers2024/study.py``;
-unit files are found through its ``units.json``) and writes PNGs into ``paper_figs/eilers2024/<config name>/`` (default) together with copies of
-the small summaries (``agreement.json``, ``agreement.txt``, ``kernel_mse.json``, ``config.json``,
-``versions.json``), so the committed figures and numbers sit side by side:
+unit files are found through its ``units.json``) and writes PNGs into
+``paper_figs/eilers2024/<config name>/`` (default) together with copies of the small summaries
+(``agreement.json``, ``agreement.txt``, ``kernel_mse.json``, ``config.json``, ``versions.json``),
+so the committed figures and numbers sit side by side:
 
 * ``fig1.png`` -- naive NTK rows of erf_m nets (true GD), t = 0 and trained, vs analytic; the
   diverging m -> inf limit (asinh y-axis).
