@@ -73,7 +73,7 @@ def demo_results(*, width: int = 512, n_networks: int = 64, seed: int = 0) -> di
                                  width=width, n_networks=n_networks, seed=seed,
                                  jump_width=0.02, progress=False, **setting)
     naive = {m: np.asarray(kernels.mlp(x_table[:1], x_table, activation="erf", m=m,
-                                       get=("ntk",), **setting).ntk)[0] for m in (2, 5, 20)}
+                                       which=("ntk",), **setting).ntk)[0] for m in (2, 5, 20)}
     rows = []
     print("SG-NTK of a depth-2 sign network, erf' surrogate, inputs on the unit circle "
           "(Eilers et al. 2024)")
@@ -96,10 +96,10 @@ def demo_results(*, width: int = 512, n_networks: int = 64, seed: int = 0) -> di
     grid = np.linspace(-np.pi, np.pi, 201)
     xg = _circle(grid)
     curves = {s: np.asarray(kernels.mlp(xg[100:101], xg, activation="sign", surrogate=s,
-                                        get=("sgntk",), **setting).sgntk)[0]
+                                        which=("sgntk",), **setting).sgntk)[0]
               for s in ("erf", "fast_sigmoid", "triangular", "straight_through")}
     naive_curves = {m: np.asarray(kernels.mlp(xg[100:101], xg, activation="erf", m=m,
-                                              get=("ntk",), **setting).ntk)[0]
+                                              which=("ntk",), **setting).ntk)[0]
                     for m in (2, 5, 20)}
     return dict(setting=setting, rows=rows,
                 monte_carlo=dict(width=width, n_networks=n_networks, seed=seed, jump_width=0.02),

@@ -55,7 +55,7 @@ def test_demo_results_are_the_kernels(demo_results):
     a = np.asarray(c["angles"])
     x = np.stack([np.sin(a), np.cos(a)], 1)
     row = kernels.mlp(x[100:101], x, depth=2, activation="sign", surrogate="fast_sigmoid",
-                      sigma_b=0.1, get=("sgntk",)).sgntk[0]
+                      sigma_b=0.1, which=("sgntk",)).sgntk[0]
     np.testing.assert_allclose(c["sgntk"]["fast_sigmoid"], row, rtol=1e-12)
     assert demo_results["monte_carlo"] == dict(width=16, n_networks=4, seed=0, jump_width=0.02)
 

@@ -142,19 +142,19 @@ def fig12_rows(c: dict) -> dict:
     d = {}
     for m in sorted(set(c["ms"]) | set(c["m_limit"])):
         k = kernels.mlp(x0, x_test, activation="erf", m=float(m), surrogate="erf",
-                        get=("ntk", "sgntk"), **net)
+                        which=("ntk", "sgntk"), **net)
         d[f"ntk_m{m:g}"] = np.asarray(k.ntk)[0]
         d[f"sgntk_m{m:g}"] = np.asarray(k.sgntk)[0]
     d["sgntk_sign"] = np.asarray(kernels.mlp(x0, x_test, activation="sign", surrogate="erf",
-                                             get=("sgntk",), **net).sgntk)[0]
+                                             which=("sgntk",), **net).sgntk)[0]
     # the naive NTK on a fine grid (its divergence at da = 0 needs resolution)
     fine = np.linspace(-np.pi, np.pi, 801)
     d["fine_angles"] = fine
     for m in c["m_limit"]:
         d[f"fine_ntk_m{m:g}"] = np.asarray(kernels.mlp(
-            x0, _x(fine), activation="erf", m=float(m), get=("ntk",), **net).ntk)[0]
+            x0, _x(fine), activation="erf", m=float(m), which=("ntk",), **net).ntk)[0]
     d["fine_sgntk_sign"] = np.asarray(kernels.mlp(x0, _x(fine), activation="sign",
-                                                  surrogate="erf", get=("sgntk",),
+                                                  surrogate="erf", which=("sgntk",),
                                                   **net).sgntk)[0]
     return d
 
@@ -167,7 +167,7 @@ def prediction(c: dict) -> dict:
     net = dict(depth=c["depth"], sigma_w=c["sigma_w"], sigma_b=c["sigma_b"])
     xa = np.concatenate([dat["x_test"], dat["x_train"]])
     nt = dat["x_test"].shape[0]
-    k = kernels.mlp(xa, xa, activation="sign", surrogate=c["surrogate"], get=("nngp", "sgntk"),
+    k = kernels.mlp(xa, xa, activation="sign", surrogate=c["surrogate"], which=("nngp", "sgntk"),
                     **net)
     k2 = c["output_scale"] ** 2
     S, I = k2 * np.asarray(k.nngp), k2 * np.asarray(k.sgntk)
