@@ -1,0 +1,249 @@
+"""README.md's numbers, regenerated from the committed results (issue 14, item 8).
+
+    python paper_figs/readme_tables.py            # rewrite the generated blocks of README.md
+    python paper_figs/readme_tables.py --check    # exit 1 and show a diff if any block is stale
+
+Each block of README.md between ``<!-- generated: NAME -->`` and ``<!-- /generated: NAME -->`` is
+the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
+
+* ``eilers-agreement`` — ``paper_figs/eilers2024/large/agreement.json`` (final-step records of the
+  erf'-surrogate, depth-2 sign networks, and the noise-corrected width slope);
+* ``randman-accuracy`` — ``experiments/results/randman/seed*/summary.json``;
+* ``lif-reset-recurrence`` — ``experiments/results/lif_kernels.json``;
+* ``benchmarks`` — ``benchmarks/results/`` (``bench_kernels.txt``, ``bench_train.txt``,
+  ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
+
+``tests/test_readme.py`` fails when a block differs from what this script produces, so a number
+in the README changes only together with the result it comes from.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import glob
+import json
+import os
+import re
+import sys
+import textwrap
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = "README.md"
+
+
+def _load(root, *path):
+    with open(os.path.join(root, *path)) as f:
+        return json.load(f)
+
+
+def _read(root, *path):
+    with open(os.path.join(root, *path)) as f:
+        return f.read()
+
+
+def _match(pattern, text, what):
+    m = re.search(pattern, text, re.MULTILINE)
+    if m is None:
+        raise ValueError(f"{what}: no line matches {pattern!r} (did the script's output change?)")
+    return m
+
+
+def _wrap(text: str) -> str:
+    """One paragraph, wrapped at 100 columns like the rest of README.md."""
+    return textwrap.fill(" ".join(text.split()), 100, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _span(values, fmt="{:.1f}", unit="x"):
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return f"{lo}{unit}" if lo == hi else f"{lo}–{hi}{unit}"
+
+
+# ------------------------------------------------------------------------------- blocks
+def eilers_agreement(root, setting="sign-erf-L2-k1") -> str:
+    d = _load(root, "paper_figs", "eilers2024", "large", "agreement.json")
+    rows = sorted((r for r in d["records"] if r["setting"] == setting and r["final"]),
+                  key=lambda r: r["width"])
+    if not rows:
+        raise ValueError(f"agreement.json has no final records of {setting!r}")
+    out = ["| width | networks | rel. L2 error of the mean | its noise floor "
+           "| variance ratio (nets / GP) | KS (5 % crit.) |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['width']} | {r['n_networks']} | {r['rel_l2_mean']:.3f} "
+                   f"| {r['rel_l2_mean_noise']:.3f} | {r['var_ratio']:.2f} "
+                   f"| {r['ks']:.2f} ({r['ks_crit95']:.2f}) |")
+    (s,) = [s for s in d["slopes"] if s["setting"] == setting]
+    widths = ", ".join(str(w) for w in s["widths_above_noise"])
+    out += ["", _wrap(f"The mean error falls like width^{s['slope_noise_corrected']:.2f} after "
+                      f"subtracting the ensemble noise (widths {widths}; theory: -1/2).")]
+    return "\n".join(out)
+
+
+def randman_accuracy(root) -> str:
+    paths = sorted(glob.glob(os.path.join(root, "experiments", "results", "randman", "seed*",
+                                          "summary.json")))
+    if not paths:
+        raise ValueError("no experiments/results/randman/seed*/summary.json")
+    runs = sorted((json.load(open(p)) for p in paths), key=lambda s: s["seed"])
+    acc = ", ".join(f"{s['test_accuracy']:.3f}" for s in runs)
+    seeds = ", ".join(str(s["seed"]) for s in runs)
+    wall = [s["wall_time_s"] for s in runs]
+    return _wrap(f"Measured (2-core CPU, {_span(wall, '{:.0f}', ' s')} per seed): test accuracy "
+                 f"{acc} for seeds {seeds} (summaries with per-epoch losses and spike rates in "
+            f"`experiments/results/randman/seed*/summary.json`).")
+
+
+def lif_reset_recurrence(root) -> str:
+    d = _load(root, "experiments", "results", "lif_kernels.json")
+    rows = {r["variant"]: r for r in d["rows"]}
+
+    def mean(variant, k):
+        return np.asarray(rows[variant][k]["mean"], float)
+
+    def hidden(variant):  # the readout-weight term of the SG-NTK is the NNGP
+        return mean(variant, "sgntk") - mean(variant, "nngp")
+
+    shrink = {reset: (hidden(f"{reset} detached (MC)") / hidden(f"{reset} differentiable (MC)"))
+              for reset in ("zero", "subtract")}
+    (ff,) = [v for v in rows if v.startswith("zero detached, feed-forward")]
+    (rec,) = [v for v in rows if v.startswith("zero detached, recurrent")]
+    rise = 100.0 * (mean(rec, "sgntk") / mean(ff, "sgntk") - 1.0)
+    m = d["meta"]
+    text = ("`python experiments/lif_kernels.py` prints how the kernel changes with the reset and "
+            "recurrence (measured at T = {T}, tau_mem = {tm:g}, tau_syn = {ts:g}, threshold {th:g}, "
+            "{sur}: a differentiable reset shrinks the SG-NTK's hidden-layer part (SG-NTK minus "
+            "NNGP, the readout term) {z} for reset to zero and {s} for reset by subtraction; "
+            "recurrence with sigma_rec = {sr:g} raises the SG-NTK {r}; JSON in "
+            "`experiments/results/lif_kernels.json`).").format(
+                T=m["T"], tm=m["tau_mem"], ts=m["tau_syn"], th=m["threshold"], sur=m["surrogate"],
+                z=_span(shrink["zero"].ravel()), s=_span(shrink["subtract"].ravel()),
+                sr=m["sigma_rec"], r=_span(rise.ravel(), "{:.0f}", " %"))
+    return _wrap(text)
+
+
+def benchmarks(root) -> str:
+    res = ("benchmarks", "results")
+    # bench_kernels.txt: "     N    nt Erf  sgntk sign+erf  ratio  sgntk sign+fast_sigmoid  ratio"
+    kern = _read(root, *res, "bench_kernels.txt")
+    table = re.findall(r"^\s+(\d+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+([\d.]+)\s*$", kern,
+                       re.MULTILINE)
+    if not table:
+        raise ValueError("bench_kernels.txt: no 'N nt sgntk ratio sgntk ratio' rows")
+    ns = " / ".join(n for n, _, _ in table)
+    closed = " / ".join(r for _, r, _ in table)
+    quad = " / ".join(r for _, _, r in table)
+    emp = _match(r"ratio sgntk / fastest neural-tangents: ([\d.]+)", kern, "bench_kernels.txt")
+    big = _load(root, *res, "bench_large_n.json")
+    big["n"] = f"{big['n']:,d}".replace(",", " ")  # 20 000
+    # bench_train.txt: one block per configuration
+    train = _read(root, *res, "bench_train.txt")
+    parts = []
+    for block in re.split(r"^(?=ensemble training)", train, flags=re.MULTILINE)[1:]:
+        w = _match(r"width (\d+), (\d+) nets", block, "bench_train.txt")
+        loop = _match(r"loop \(nets x steps\).*vmapped is\s+([\d.]+)x", block, "bench_train.txt")
+        mm = _match(r"=\s+([\d.]+) % of matmul", block, "bench_train.txt")
+        parts.append((w.group(1), w.group(2), float(loop.group(1)), float(mm.group(1))))
+    if not parts:
+        raise ValueError("bench_train.txt: no 'ensemble training' blocks")
+    train_cell = "; ".join(
+        f"width {w}, {n} nets: {x:.2g}x" + (" vs loop" if i == 0 else "") + f", {p:.0f} %"
+        + (" of matmul" if i == 0 else "") for i, (w, n, x, p) in enumerate(parts))
+    # bench_lif.txt: one section per run; quote the run on the quietest machine
+    lif = _read(root, *res, "bench_lif.txt")
+    runs = []
+    for block in re.split(r"^(?=\$ python benchmarks/bench_lif.py)", lif, flags=re.MULTILINE):
+        if "speed-up, best vs best" not in block:
+            continue
+        load = float(_match(r"load average before: \(([\d.]+)", block, "bench_lif.txt").group(1))
+        best = _match(r"speed-up, best vs best: ([\d.]+)x", block, "bench_lif.txt").group(1)
+        vm = _match(r"speed-up of vmap\(snn_apply\) vs best snnTorch: ([\d.]+)x", block,
+                    "bench_lif.txt").group(1)
+        runs.append((load, best, vm))
+    if not runs:
+        raise ValueError("bench_lif.txt: no run with a 'speed-up, best vs best' line")
+    load, best, vm = min(runs)
+    return "\n".join([
+        "| script | comparison | measured |",
+        "|---|---|---|",
+        f"| `bench_kernels.py` | `kernels.mlp` (NNGP + SG-NTK, depth 3) vs neural-tangents "
+        f"`stax.Erf` (NNGP + NTK), N = {ns} | closed-form surrogate {closed}x; quadrature "
+        f"surrogate (fast sigmoid) {quad}x |",
+        f"| `bench_kernels.py` | structured empirical `J J~^T` vs fastest neural-tangents "
+        f"`empirical_ntk_fn` (impl. 3), width 1024, 256 inputs | {emp.group(1)}x |",
+        f"| `bench_large_n.py` | N = {big['n']} SG-NTK (depth {big['depth']}, fast sigmoid) in {big['tile_size']} x "
+        f"{big['tile_size']} tiles | {big['seconds']:.0f} s, peak RSS {big['peak_rss_gib']:.1f} GiB for a "
+        f"{big['result_gib']:.1f} GiB result (load {big['load_average_before'][0]:.0f} on "
+        f"{big['cpus']} cores) |",
+        f"| `bench_train.py` | vmapped ensemble training vs per-network loop; vs dense matmul "
+        f"throughput at the same shapes | {train_cell} |",
+        f"| `bench_lif.py` | LIF forward+backward vs snnTorch 1.0 (CPU, 20-100-10, T = 100, batch "
+        f"250, same surrogate) | {best}x with `lif_cell` in `lax.scan`; {vm}x through the "
+        f"high-level `vmap(snn_apply)` (load {load:.0f}) |",
+    ])
+
+
+BLOCKS = {
+    "eilers-agreement": eilers_agreement,
+    "randman-accuracy": randman_accuracy,
+    "lif-reset-recurrence": lif_reset_recurrence,
+    "benchmarks": benchmarks,
+}
+
+
+# ------------------------------------------------------------------------------- README
+def _pattern(name):
+    return re.compile(rf"(<!-- generated: {re.escape(name)} -->\n)(.*?)(\n<!-- /generated: "
+                      rf"{re.escape(name)} -->)", re.DOTALL)
+
+
+def blocks_in(text: str) -> dict:
+    """The current content of every generated block of ``text`` (name -> content)."""
+    out = {}
+    for name in BLOCKS:
+        m = _pattern(name).search(text)
+        if m is None:
+            raise ValueError(f"README has no block '<!-- generated: {name} -->' ... "
+                             f"'<!-- /generated: {name} -->'")
+        out[name] = m.group(2)
+    return out
+
+
+def render(root: str = ROOT) -> dict:
+    """What every generated block should contain (name -> content), from the results."""
+    return {name: fn(root) for name, fn in BLOCKS.items()}
+
+
+def update(text: str, blocks: dict) -> str:
+    """``text`` with each generated block replaced by ``blocks[name]``."""
+    blocks_in(text)  # every marker present
+    for name, content in blocks.items():
+        text = _pattern(name).sub(lambda m, c=content: m.group(1) + c + m.group(3), text)
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    ap.add_argument("--root", default=ROOT)
+    args = ap.parse_args(argv)
+    path = os.path.join(args.root, README)
+    text = _read(args.root, README)
+    new = update(text, render(args.root))
+    if args.check:
+        if new != text:
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                       "README.md", "generated"))
+            return 1
+        return 0
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
+        print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
