@@ -53,7 +53,7 @@ def analytic(nt, sizes, repeats):
             kfn = jax.jit(kfn, static_argnames="get")
             xj = jnp.asarray(x)
             t_nt = median_time(lambda: block(kfn(xj, xj, get=("nngp", "ntk"))), repeats)
-        kw = dict(depth=3, activation="sign", sigma_b=0.1, get=("nngp", "sgntk"), progress=False)
+        kw = dict(depth=3, activation="sign", sigma_b=0.1, which=("nngp", "sgntk"), progress=False)
         t_cf = median_time(lambda: kernels.mlp(x, surrogate="erf", **kw), repeats)
         t_q = median_time(lambda: kernels.mlp(x, surrogate="fast_sigmoid", **kw), repeats)
         rows.append((n, t_nt, t_cf, t_q))
@@ -69,7 +69,7 @@ def empirical(nt, n_inputs, width, repeats):
     params = emp.mlp_init(jax.random.PRNGKey(0), d, width, depth)
     x = jax.random.normal(jax.random.PRNGKey(1), (n_inputs, d))
     ours = jax.jit(lambda p, x: emp.mlp_empirical(p, x, activation="erf", surrogate="fast_sigmoid",
-                                                  sigma_b=0.1, m=2.0, get=("sgntk",)).sgntk)
+                                                  sigma_b=0.1, m=2.0, which=("sgntk",)).sgntk)
     t_ours = median_time(lambda: ours(params, x).block_until_ready(), repeats)
     # The same network written in stax, with the same parameters (stax Dense: W (in, out)).
     layers = []
@@ -92,7 +92,7 @@ def empirical(nt, n_inputs, width, repeats):
     from sgntk import surrogates
     sur = surrogates.get("erf", sharpness=2.0, dampening=2.0)
     k_ours = emp.mlp_empirical(params, x, activation="erf", surrogate=sur, sigma_b=0.1, m=2.0,
-                               get=("sgntk",)).sgntk
+                               which=("sgntk",)).sgntk
     k_nt = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0, implementation=1)(x, None, nt_params)
     err = float(jnp.max(jnp.abs(k_ours - k_nt[..., 0, 0] if k_nt.ndim == 4 else k_ours - k_nt)))
     print(f"  max |sgntk - nt| with psi' = erf_m' (same kernel): {err:.2e}")
