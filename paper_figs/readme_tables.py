@@ -10,6 +10,8 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
   erf'-surrogate, depth-2 sign networks, and the noise-corrected width slope);
 * ``randman-accuracy`` — ``experiments/results/randman/seed*/summary.json``;
 * ``lif-reset-recurrence`` — ``experiments/results/lif_kernels.json``;
+* ``conversion-table`` — ``sgntk.conversions.conversion_table_markdown`` (the rows that map;
+  checked against the libraries' formulas and autograd in ``tests/test_conversions.py``);
 * ``benchmarks`` — ``benchmarks/results/`` (``bench_kernels.txt``, ``bench_train.txt``,
   ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
 
@@ -185,7 +187,14 @@ def benchmarks(root) -> str:
     ])
 
 
+def conversion_table(root) -> str:
+    from sgntk import conversions
+
+    return conversions.conversion_table_markdown(include_unrepresentable=False)
+
+
 BLOCKS = {
+    "conversion-table": conversion_table,
     "eilers-agreement": eilers_agreement,
     "randman-accuracy": randman_accuracy,
     "lif-reset-recurrence": lif_reset_recurrence,
