@@ -1,8 +1,10 @@
 """sgntk.conversions: our Surrogate equals each library's backward-pass derivative.
 
 Reference formulas are re-typed from the libraries' released sources (snnTorch 1.0.0,
-SpikingJelly 2.0.0, Norse 1.1.0 / 1.0.0, stork activations.py); where the library itself is
-importable, its autograd is compared too (skipped otherwise).
+SpikingJelly 2.0.0, Norse 1.1.0 / 1.0.0, stork activations.py); their peak and area (scipy.quad)
+give the dampening and sharpness of each row. The libraries' own autograd is compared in the
+``interop`` tests at the end (``pip install -e ".[interop]"``, ``python -m pytest -m interop``;
+not in the default run, and a failed import there is a failure, not a skip).
 """
 import math
 
