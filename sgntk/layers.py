@@ -67,7 +67,9 @@ class Kernel(NamedTuple):
     nngp: S(x, x') ``(n1, n2)``, the covariance of the layer's outputs.
     ntk: J(x) J(x')^T, sgntk: J(x) J~(x')^T, sg_gram: J~(x) J~(x')^T ``(n1, n2)``, or None
       when not tracked (layers leave None alone).
-    var1: S(x, x) ``(n1, 1)``; var2: S(x', x') ``(1, n2)`` (the diagonals the expectations need).
+    var1: S(x, x) ``(n1, 1)``; var2: S(x', x') ``(1, n2)`` (the diagonals the expectations need;
+      0-d when every input has the same variance, as after ``sign``/``step``, which lets
+      :mod:`sgntk.expectations` use its scalar-variance fast paths).
 
     Layers update it by replacement (``k._replace(...)``).
     """

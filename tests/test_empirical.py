@@ -35,7 +35,10 @@ def test_jump_true_derivative_is_readout_only():
     params = EMP.mlp_init(jax.random.PRNGKey(3), 2, 32, 2)
     x = jax.random.normal(jax.random.PRNGKey(4), (3, 2))
     k = EMP.mlp_empirical(params, x, activation="sign", surrogate="erf", sigma_b=0.1)
-    a_last = jnp.sign(EMP._forward(params, x, jnp.sign, 1.0, 0.1)[0][-2])
+    w1, w2 = params.weights[:2]
+    b1, b2 = params.biases[:2]
+    a1 = jnp.sign(x @ w1 / jnp.sqrt(2.0) + 0.1 * b1)
+    a_last = jnp.sign(a1 @ w2 / jnp.sqrt(32.0) + 0.1 * b2)
     np.testing.assert_allclose(np.asarray(k.sgntk), np.asarray(a_last @ a_last.T / 32 + 0.01),
                                rtol=1e-12)
     assert not np.allclose(np.asarray(k.sg_gram), np.asarray(k.sgntk))

@@ -21,7 +21,7 @@ def test_paper_check_values():
     k = K.mlp(circle([0.0, np.pi]), activation="sign", surrogate="erf", **PAPER)
     np.testing.assert_allclose(np.asarray(k.sgntk)[0], [2.4908, -1.5448], atol=5e-5)
     # Naive erf_m NTK at delta-angle 0: about 2.9 (m=2), 11.6 (m=5), 131 (m=20).
-    diag = [float(K.mlp(circle([0.0]), activation="erf", m=m, get=("ntk",), **PAPER).ntk[0, 0])
+    diag = [float(K.mlp(circle([0.0]), activation="erf", m=m, which=("ntk",), **PAPER).ntk[0, 0])
             for m in (2, 5, 20)]
     np.testing.assert_allclose(diag, [2.9, 11.6, 131.0], rtol=0.02)
 
@@ -59,7 +59,7 @@ def test_sgntk_is_asymmetric_for_unequal_norms_and_symmetric_on_circle():
 def test_x2_gives_the_transposed_roles():
     rng = np.random.default_rng(1)
     x1, x2 = rng.normal(size=(3, 4)), 2 * rng.normal(size=(5, 4))
-    kw = dict(activation="step", surrogate="sigmoid", depth=2, sigma_b=0.2, get=("nngp", "sgntk"))
+    kw = dict(activation="step", surrogate="sigmoid", depth=2, sigma_b=0.2, which=("nngp", "sgntk"))
     k12 = K.mlp(x1, x2, **kw)
     kall = K.mlp(np.vstack([x1, x2]), **kw)
     np.testing.assert_allclose(np.asarray(k12.sgntk), np.asarray(kall.sgntk)[:3, 3:], rtol=1e-12)
@@ -82,10 +82,10 @@ def test_erf_sgntk_converges_to_sign_like_one_over_m():
 def test_naive_erf_ntk_diagonal_diverges_off_diagonal_converges():
     x = circle([0.0, 2.0])
     ms = [10.0, 100.0, 1000.0]
-    ntks = [np.asarray(K.mlp(x, activation="erf", m=m, get=("ntk",), **PAPER).ntk) for m in ms]
+    ntks = [np.asarray(K.mlp(x, activation="erf", m=m, which=("ntk",), **PAPER).ntk) for m in ms]
     diag = [t[0, 0] for t in ntks]
     assert diag[0] < diag[1] < diag[2] and diag[2] / diag[1] > 5  # grows ~ m^L
-    sign_ntk = np.asarray(K.mlp(x, activation="sign", get=("ntk",), **PAPER).ntk)
+    sign_ntk = np.asarray(K.mlp(x, activation="sign", which=("ntk",), **PAPER).ntk)
     assert np.isinf(sign_ntk[0, 0]) and np.isinf(sign_ntk[1, 1])
     off = [t[0, 1] for t in ntks]
     assert abs(off[2] - sign_ntk[0, 1]) < abs(off[0] - sign_ntk[0, 1])
@@ -107,7 +107,7 @@ def test_tiling_gives_the_same_kernel():
     rng = np.random.default_rng(3)
     x1, x2 = rng.normal(size=(13, 3)), rng.normal(size=(7, 3))
     kw = dict(activation="sign", surrogate="fast_sigmoid", depth=2, sigma_b=0.1,
-              get=("nngp", "sgntk"))
+              which=("nngp", "sgntk"))
     big = K.mlp(x1, x2, **kw)
     small = K.mlp(x1, x2, tile_size=4, progress=False, **kw)
     assert small.ntk is None and small.sg_gram is None
@@ -122,7 +122,7 @@ def test_float64_is_scoped_and_results_are_float64():
 
 
 def test_pure_kernel_fn_vmaps_and_differentiates_over_sharpness():
-    fn = K.mlp_kernel_fn(depth=2, activation="sign", get=("sgntk",))
+    fn = K.mlp_kernel_fn(depth=2, activation="sign", which=("sgntk",))
     x = jnp.asarray(circle([0.0, 1.0, 2.0]) * np.array([[1.0], [0.5], [2.0]]))
     betas = jnp.array([0.5, 1.0, 4.0])
     with jax.enable_x64(True):
@@ -130,7 +130,7 @@ def test_pure_kernel_fn_vmaps_and_differentiates_over_sharpness():
         grid = jax.vmap(lambda b: fn(x, x, S.get("fast_sigmoid", sharpness=b), 1.0, 0.1).sgntk)(betas)
         for i, b in enumerate(np.asarray(betas)):
             one = K.mlp(np.asarray(x), activation="sign", surrogate=S.get("fast_sigmoid", sharpness=float(b)),
-                        depth=2, sigma_b=0.1, get=("sgntk",)).sgntk
+                        depth=2, sigma_b=0.1, which=("sgntk",)).sgntk
             np.testing.assert_allclose(np.asarray(grid[i]), np.asarray(one), rtol=1e-12)
         f = lambda b: fn(x, x, S.get("gaussian", sharpness=b), 1.0, 0.1).sgntk[0, 1]
         g = jax.grad(f)(2.0)
@@ -160,7 +160,8 @@ def test_generic_callable_activation_matches_erf_closed_form():
     (dict(activation="erf"), "m > 0"),
     (dict(activation="erf", m=0.0), "m must be"),
     (dict(m=2.0), "only used by"),
-    (dict(get=("nngp", "foo")), "get"),
+    (dict(which=("nngp", "foo")), "which"),
+    (dict(which=()), "which"),
     (dict(tile_size=0), "tile_size"),
 ])
 def test_bad_parameters_raise_named_errors(kwargs, match):
@@ -170,6 +171,20 @@ def test_bad_parameters_raise_named_errors(kwargs, match):
         return
     with pytest.raises(ValueError, match=match):
         K.mlp(circle([0.0]), **kw)
+
+
+def test_get_is_a_deprecated_alias_of_which():
+    x = circle([0.0, 1.0])
+    new = K.mlp(x, depth=1, activation="sign", which=("sgntk",))
+    with pytest.warns(DeprecationWarning, match="which="):
+        old = K.mlp(x, depth=1, activation="sign", get=("sgntk",))
+    assert old.nngp is None and new.nngp is None
+    np.testing.assert_array_equal(np.asarray(old.sgntk), np.asarray(new.sgntk))
+    with pytest.warns(DeprecationWarning):
+        fn = K.mlp_kernel_fn(depth=1, activation="sign", get=("nngp",))
+    assert fn(jnp.asarray(x), jnp.asarray(x), S.get("erf"), 1.0, 0.0).sgntk is None
+    with pytest.raises(ValueError, match="which= only"):
+        K.mlp(x, depth=1, activation="sign", which=("nngp",), get=("nngp",))
 
 
 def test_bad_surrogate_parameters_raise():
@@ -196,6 +211,6 @@ def test_zero_norm_inputs():
         K.mlp(x, depth=1, activation="sign", sigma_b=0.0)
     # With a bias, or with a smooth activation, the kernel is defined and finite.
     for kw in (dict(activation="sign", sigma_b=0.1), dict(activation="erf", m=2.0)):
-        k = K.mlp(x, depth=2, **kw, get=("nngp", "sgntk", "sg_gram"))
+        k = K.mlp(x, depth=2, **kw, which=("nngp", "sgntk", "sg_gram"))
         for name in ("nngp", "sgntk", "sg_gram"):
             assert np.all(np.isfinite(np.asarray(getattr(k, name))))

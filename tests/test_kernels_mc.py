@@ -33,7 +33,7 @@ def check(activation, surrogate, depth, *, width, n_networks, names=("nngp", "sg
           seed=0, **kw):
     mkw = {"m": kw["m"]} if "m" in kw else {}
     an = K.mlp(X, depth=depth, activation=activation, surrogate=surrogate, sigma_b=0.2,
-               get=names, **mkw)
+               which=names, **mkw)
     mc = MC.mlp_kernels(X, depth=depth, activation=activation, surrogate=surrogate, sigma_b=0.2,
                         width=width, n_networks=n_networks, seed=seed, progress=False, **kw)
     off_diagonal = ~np.eye(X.shape[0], dtype=bool)
@@ -74,7 +74,7 @@ def test_monte_carlo_detects_a_wrong_kernel():
     # Power of the statistic at this size: relative standard errors are 3-13 % per entry
     # (measured), so a kernel 15 % off is rejected. The precise checks of the same formulas
     # are the brute-force quadrature tests in test_expectations.py.
-    an = K.mlp(X, depth=2, activation="sign", surrogate="erf", sigma_b=0.2, get=("sgntk",))
+    an = K.mlp(X, depth=2, activation="sign", surrogate="erf", sigma_b=0.2, which=("sgntk",))
     mc = MC.mlp_kernels(X, depth=2, activation="sign", surrogate="erf", sigma_b=0.2, width=1000,
                         n_networks=64, jump_width=0.02, progress=False)
     z = (np.asarray(mc.mean.sgntk) - 1.15 * np.asarray(an.sgntk)) / np.asarray(mc.stderr.sgntk)
@@ -88,7 +88,7 @@ def test_sgntk_diagonal_closed_form(activation, shape):
     # I_{l+1} = S_{l+1} + I_l sw^2 c gamma / sqrt(2 pi a_l) with a_l the diagonal NNGP.
     sur = S.get(shape, sharpness=2.0, dampening=0.7)
     c, sb = (2.0, 1.0)[activation == "step"], 0.2
-    k = K.mlp(X, depth=3, activation=activation, surrogate=sur, sigma_b=sb, get=("sgntk",))
+    k = K.mlp(X, depth=3, activation=activation, surrogate=sur, sigma_b=sb, which=("sgntk",))
     with jax.enable_x64(True):
         peak = float(sur.derivative(0.0))
     a = np.sum(X * X, 1) / X.shape[1] + sb**2

@@ -52,7 +52,7 @@ def test_sign_nngp_equals_nt_sign(nt):
     with jax.enable_x64(True):
         _, _, k_nt = _mlp(nt, nt.stax.Sign(), depth=3)
         ref = k_nt(jnp.asarray(x1), jnp.asarray(x2), "nngp")
-    ours = K.mlp(x1, x2, depth=3, activation="sign", sigma_b=0.1, get=("nngp",))
+    ours = K.mlp(x1, x2, depth=3, activation="sign", sigma_b=0.1, which=("nngp",))
     np.testing.assert_allclose(np.asarray(ours.nngp), np.asarray(ref), rtol=1e-10)
 
 
@@ -69,7 +69,7 @@ def test_stax_layers_give_the_sgntk(nt, act, sur):
     np.testing.assert_allclose(np.asarray(k.ntk), np.asarray(ours.sgntk), rtol=1e-10)
     np.testing.assert_allclose(np.asarray(k.nngp), np.asarray(ours.nngp), rtol=1e-10)
     # x2 = None: still asymmetric (true derivative on the row side).
-    ours_self = K.mlp(x1, depth=2, activation=act, surrogate=sur, sigma_b=0.1, get=("sgntk",))
+    ours_self = K.mlp(x1, depth=2, activation=act, surrogate=sur, sigma_b=0.1, which=("sgntk",))
     np.testing.assert_allclose(np.asarray(kself), np.asarray(ours_self.sgntk), rtol=1e-10)
 
 

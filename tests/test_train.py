@@ -134,7 +134,7 @@ def test_kernel_regression_matches_wide_sgl_ensemble():
                          learning_rate=lr, chunk_size=48)
     xa = np.concatenate([xt, x])
     k = kernels.mlp(xa, xa, depth=2, activation="sign", surrogate="erf", sigma_b=0.1,
-                    get=("nngp", "sgntk"))
+                    which=("nngp", "sgntk"))
     I, Sg = np.asarray(k.sgntk), np.asarray(k.nngp)
     p = predict.gp_predict(I[:6, 6:], I[6:, 6:], y, t=float(steps), learning_rate=lr,
                            loss_normalization="mean", nngp_test_test=Sg[:6, :6],
