@@ -46,7 +46,6 @@ from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import expectations as E
 from . import surrogates as S
