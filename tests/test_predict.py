@@ -166,7 +166,7 @@ def test_time_axis_and_multi_output():
                                atol=1e-10)
 
 
-@pytest.mark.parametrize("n_out", [None, 3])
+@pytest.mark.parametrize("n_out", [None, pytest.param(3, marks=pytest.mark.slow)])
 def test_symmetric_matches_neural_tangents(n_out):
     nt = _nt()
     with jax.enable_x64(True):  # nt computes in the dtype of its inputs
@@ -233,7 +233,8 @@ def test_nngp_posterior_reference():
 # ---------------------------------------------------------------- asymmetric kernels
 
 
-@pytest.mark.parametrize("loss_normalization", ["sum", "mean", 3.0])
+@pytest.mark.parametrize("loss_normalization",
+                         ["sum", pytest.param("mean", marks=pytest.mark.slow), 3.0])
 def test_asymmetric_matches_ode(loss_normalization):
     i_xx, i_tx, nngp, y = _asymmetric_problem()
     assert np.linalg.norm(i_xx - i_xx.T) > 0.5 * np.linalg.norm(i_xx)  # strongly asymmetric
