@@ -65,7 +65,8 @@ def test_stax_layers_give_the_sgntk(nt, act, sur):
         _, _, kfn = _mlp(nt, layer, depth=2)
         k = kfn(jnp.asarray(x1), jnp.asarray(x2), ("nngp", "ntk"))
         kself = kfn(jnp.asarray(x1), None, "ntk")
-    ours = K.mlp(x1, x2, depth=2, activation=act, surrogate=sur, sigma_b=0.1)
+    ours = K.mlp(x1, x2, depth=2, activation=act, surrogate=sur, sigma_b=0.1,
+                 which=("nngp", "sgntk"))
     np.testing.assert_allclose(np.asarray(k.ntk), np.asarray(ours.sgntk), rtol=1e-10)
     np.testing.assert_allclose(np.asarray(k.nngp), np.asarray(ours.nngp), rtol=1e-10)
     # x2 = None: still asymmetric (true derivative on the row side).
