@@ -244,7 +244,7 @@ def _gauss_bump_moment(amplitude, s2, m, v):
 
 def _closed_form(shape, power, m, v, q):
     """Closed-form E_{u~N(m,v)}[g(u)^power] in normalised units, or None if there is none."""
-    sigma = jnp.sqrt(v)
+    sigma = _quadrature.safe_sqrt(v)
     if shape == "straight_through":
         return jnp.ones_like(m + v)
     if shape == "gaussian":
@@ -293,18 +293,28 @@ def gaussian_moment(surrogate: Surrogate, mean=0.0, var=1.0, *, power: int = 1):
     m = beta * jnp.asarray(mean)
     v = beta**2 * jnp.maximum(jnp.asarray(var), 0.0)
     m, v = jnp.broadcast_arrays(m, v)
-    centred = _is_zero(mean)
-    out = None
-    if s.shape != "cauchy" or centred:
-        out = _closed_form(s.shape, power, m, v, s.tail)
-    if out is None:
-        prof = _PROFILES[s.shape]
-        g = lambda u: prof(u, s.tail) ** power  # noqa: E731
-        if centred:  # the kernels' case: tabulated in log-variance, ~1e-10
-            out = _quadrature.centered_expectation(g, v)
-        else:
-            out = _quadrature.gauss_expectation(g, m, v)
+    if _is_zero(mean):  # the kernels' case; derivative finite (0) at var = 0
+        centred = _quadrature.zero_variance_safe(
+            lambda v_, q: _centred_moment(s.shape, power, v_, q))
+        out = centred(v, jnp.asarray(s.tail, dtype=v.dtype))
+    else:
+        out = _closed_form(s.shape, power, m, v, s.tail) if s.shape != "cauchy" else None
+        if out is None:
+            out = _quadrature.gauss_expectation(_powered_profile(s.shape, s.tail, power), m, v)
     return jnp.asarray(s.dampening) ** power * out
+
+
+def _powered_profile(shape, tail, power):
+    prof = _PROFILES[shape]
+    return lambda u: prof(u, tail) ** power
+
+
+def _centred_moment(shape, power, v, tail):
+    """E_{u~N(0, v)}[g(u)^power] in normalised units: closed form or table lookup (~1e-10)."""
+    out = _closed_form(shape, power, jnp.zeros_like(v), v, tail)
+    if out is None:
+        out = _quadrature.centered_expectation(_powered_profile(shape, tail, power), v)
+    return out
 
 
 def _is_zero(x) -> bool:
