@@ -37,8 +37,9 @@ sigma_w, sigma_b or the surrogate's parameters (its tangent is 0, up to rounding
   - r/(2a) p(theta, theta)`` (and ``a <-> b``), ``dP/dr = p(theta, theta)`` (Plackett's
   identity; ``Q_a = P(v > theta | u = theta)``, ``p`` the joint density), the ``p`` terms
   collected as ``p(theta, theta) (dr - r/2 (da/a + db/b)) = p sqrt(ab) d rho``; for
-  ``1 - rho^2 <= 64 eps`` (degenerate up to rounding) the derivative is that of the exact
-  degenerate value ``P = Phi(-theta / sqrt(min(a, b)))`` (``rho = 1``; 0 for ``rho = -1``);
+  ``1 - rho^2 <= 64 eps`` (degenerate up to rounding) the value and the derivative are those of
+  the exact degenerate value ``P = Phi(-theta / sqrt(min(a, b)))`` (``rho = 1``; 0 for
+  ``rho = -1``), so that rounding of ``rho`` does not move ``P`` by ``sqrt(1 - rho^2) ~ 1e-8``;
 * the conditional moment ``E_{N(mu, c)}[psi']`` with ``c <= 64 eps b`` is ``psi'(mu)`` (its exact
   value at ``c = 0``, whose derivatives are those of psi'), and the quadrature is evaluated at a
   safe variance there (no ``inf * 0`` in reverse mode).
@@ -144,8 +145,11 @@ def _orthant(a, b, r, theta):
     ok = (a > 0) & (b > 0)
     sa = jnp.sqrt(jnp.where(ok, a, 1.0))
     sb = jnp.sqrt(jnp.where(ok, b, 1.0))
-    p = bvn_upper(theta / sa, theta / sb, jnp.where(ok, r / (sa * sb), 0.0))
-    return jnp.where(ok, p, 0.0)
+    rho = jnp.clip(jnp.where(ok, r / (sa * sb), 0.0), -1.0, 1.0)
+    # Perfect correlation up to rounding is perfect correlation: otherwise the rounding of
+    # rho (~1e-16) would move P by ~sqrt(1 - rho^2) ~ 1e-8 on the diagonal.
+    rho = jnp.where(1.0 - rho * rho <= _DEGENERATE, jnp.sign(rho), rho)
+    return jnp.where(ok, bvn_upper(theta / sa, theta / sb, rho), 0.0)
 
 
 @_orthant.defjvp
@@ -169,10 +173,10 @@ def _orthant_jvp(primals, tangents):
                + 0.5 * th / B * pb * qb * db + joint * (dr - 0.5 * r * (da / A + db / B)))
     # rho = +1: P = Phi(-theta / sqrt(min(a, b))); rho = -1: P = 0 (theta > 0).
     mn = jnp.minimum(A, B)
-    dmn = jnp.where(A < B, da, jnp.where(B < A, db, 0.5 * (da + db)))
+    wa = jnp.where(A < B, 1.0, jnp.where(B < A, 0.0, 0.5))    # d min(a, b) = wa da + wb db
     pm = _normal_pdf(th, mn)
-    degenerate = jnp.where(rho > 0, pm * (0.5 * th / mn * dmn - dth), 0.0)
-    dp = jnp.where(ok, jnp.where(degen, degenerate, general), 0.0)
+    degenerate = (rho > 0) * pm * (0.5 * th / mn * (wa * da + (1.0 - wa) * db) - dth)
+    dp = ok * jnp.where(degen, degenerate, general)
     return _orthant(a, b, r, th), dp
 
 
@@ -322,8 +326,13 @@ def lif_kernel_fn(*, get: Sequence[str] = KERNELS, steps: Sequence[int] | None =
         theta = config.threshold
         sur = config.surrogate
         shape = c.shape
-        flat = (jnp.broadcast_to(a[:, :, None, None], shape).reshape(-1),
-                jnp.broadcast_to(b[None, None, :, :], shape).reshape(-1), c.reshape(-1))
+        n1, s1, n2, s2 = shape
+        # Entry lists by gather. (Not broadcast_to(...).reshape(-1): under jit(jax.jacrev) on
+        # the XLA CPU backend of JAX 0.10 that layout lost the cotangent of `a` on the
+        # diagonal entries, a factor-2 error caught by tests/test_lif_gradients.py.)
+        ia = np.broadcast_to(np.arange(n1 * s1).reshape(n1, s1, 1, 1), shape).reshape(-1)
+        ib = np.broadcast_to(np.arange(n2 * s2).reshape(1, 1, n2, s2), shape).reshape(-1)
+        flat = (a.reshape(-1)[ia], b.reshape(-1)[ib], c.reshape(-1))
 
         def contract(fn, size):
             vals = jax.lax.map(lambda abr: fn(*abr), flat, batch_size=min(size, flat[0].size))

@@ -1,0 +1,99 @@
+"""Issue 13 for LIF: derivatives of the analytic no-reset LIF kernels are finite and exact.
+
+``jax.grad`` (reverse mode: :func:`jax.jacrev`, one gradient per kernel entry) of the NNGP and the SG-NTK of
+:func:`sgntk.lif_kernels.lif_kernel_fn` with respect to the surrogate's sharpness and
+dampening (and tail for ``q_pseudo_spike``), sigma_w and sigma_b, for every shape in
+:data:`sgntk.surrogates.SHAPES`, against central finite differences, entry by entry, on
+``K(X, [X; X'])``: it contains ``K(X, X)`` with its diagonal, where the membrane correlation
+is exactly 1 and the conditional variance exactly 0 (the infinite partial derivatives there
+must not leak), and ``K(X, X')``.
+
+Tolerance: relative 1e-5 per entry (plus 1e-9 of the largest derivative, for entries whose
+derivative vanishes, e.g. the dampening derivative of the NNGP). Central differences with step
+``h = 1e-4 |p|`` in float64 have truncation error ~h^2 |f'''| ~ 1e-8 relative and rounding error
+~1e-16 |f| / h ~ 1e-12, far below it; the remaining difference is the derivative's own error.
+The diagonal values are exact (perfect correlation is snapped), not noisy at ~1e-8.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sgntk import lif
+from sgntk import lif_kernels as LK
+from sgntk import surrogates as sg
+
+T, N_IN = 8, 5
+RTOL = 1e-5
+
+
+def _inputs():
+    rng = np.random.default_rng(13)
+    x = (rng.random((3, T, N_IN)) < np.array([0.2, 0.35, 0.5])[:, None, None]).astype(float)
+    xp = (rng.random((2, T, N_IN)) < np.array([0.3, 0.6])[:, None, None]).astype(float)
+    return x, np.concatenate([x, xp])      # unequal norms: the SG-NTK is asymmetric
+
+
+# Readout on two steps only (fewer entries: the quadrature shapes stay fast); same-step pairs
+# of one input are the degenerate diagonal, different-step pairs are not.
+STEPS = (4, 7)
+_FN = LK.lif_kernel_fn(get=("nngp", "sgntk"), steps=STEPS)
+_WEIGHTS = np.zeros(T)
+_WEIGHTS[list(STEPS)] = (0.7, 1.0)
+
+
+def _kernels(p, shape, x1, x2):
+    sur = sg.Surrogate(shape, p["dampening"], p["sharpness"], p.get("tail", 2.0))
+    cfg = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=0.5, reset="none", surrogate=sur)
+    k = _FN(x1, x2, cfg, jnp.asarray(_WEIGHTS), p["sigma_w"], p["sigma_b"])
+    return jnp.stack([k.nngp, k.sgntk])
+
+
+@pytest.mark.parametrize("shape", sg.SHAPES)
+def test_kernel_gradients_equal_finite_differences(shape):
+    x1, x2 = _inputs()
+    with jax.enable_x64(True):
+        p0 = {k: jnp.float64(v) for k, v in
+              dict(sharpness=2.0, dampening=0.8, sigma_w=1.3, sigma_b=0.3).items()}
+        if shape == "q_pseudo_spike":
+            p0["tail"] = jnp.float64(3.0)
+        f = jax.jit(lambda p: _kernels(p, shape, x1, x2))
+        jac = jax.jit(jax.jacrev(lambda p: _kernels(p, shape, x1, x2)))(p0)
+        k0 = np.asarray(f(p0))
+        for name in p0:
+            g = np.asarray(jac[name])                      # (2, n1, n2): nngp, sgntk
+            assert np.all(np.isfinite(g)), (shape, name)
+            h = 1e-4 * float(p0[name])
+            fd = np.asarray(f({**p0, name: p0[name] + h}) - f({**p0, name: p0[name] - h})) / (2 * h)
+            if shape == "straight_through" and name == "sharpness":   # psi' = dampening
+                np.testing.assert_array_equal(g, 0.0)
+                np.testing.assert_array_equal(fd, 0.0)
+                continue
+            err = np.abs(g - fd) / (np.abs(fd) + 1e-9 * np.abs(fd).max())
+            assert err.max() < RTOL, (shape, name, float(err.max()), np.unravel_index(
+                err.argmax(), err.shape))
+    # Sanity: the diagonal of K(X, X) is in the set, and the SG-NTK there is asymmetric.
+    assert np.all(np.diag(k0[0][:, :3]) > 0)
+    sgn = k0[1][:, :3]
+    assert abs(sgn[0, 1] - sgn[1, 0]) > 1e-6 * abs(sgn[0, 1])
+
+
+def test_sharpness_gradient_vanishes_where_it_must():
+    # On a same-time, same-input pair (u = v) E[delta(u - theta) psi'(v - theta)] =
+    # p(theta) psi'(0) = p(theta) * dampening: independent of the sharpness. With the readout
+    # on the last step only, K(x, x) has that single pair, so its sharpness derivative is 0;
+    # off the diagonal it is not.
+    x1, _ = _inputs()
+    with jax.enable_x64(True):
+        fn = LK.lif_kernel_fn(get=("sgntk",), steps=(T - 1,))
+
+        def k(beta):
+            sur = sg.get("fast_sigmoid", sharpness=beta, dampening=0.8)
+            cfg = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=0.5, reset="none",
+                                surrogate=sur)
+            return fn(x1, x1, cfg, jnp.zeros(T).at[-1].set(1.0), 1.3, 0.3).sgntk
+
+        g = np.asarray(jax.jacrev(k)(jnp.float64(2.0)))
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(np.diag(g), 0.0, atol=1e-14)
+    assert np.all(np.abs(g[~np.eye(3, dtype=bool)]) > 1e-6)
