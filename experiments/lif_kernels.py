@@ -5,7 +5,7 @@
 
 Two input spike trains of unequal rate (T = 30 steps, 20 inputs), tau_mem = 10, tau_syn = 5,
 threshold 0.5, SuperSpike surrogate (fast_sigmoid, sharpness 5), sum-over-time readout,
-smoothed true derivative m = 5. Rows:
+smoothed true derivative ``spike_sharpness`` m = 5. Rows:
 
 * ``none (analytic)``: :func:`sgntk.lif_kernels.lif_kernels` (exact, no reset);
 * ``none`` / ``zero`` / ``subtract`` with detached or differentiable reset: mean-field Monte
@@ -18,8 +18,6 @@ Columns: the kernels at (x1, x1), (x1, x2), (x2, x1) [asymmetric SG-NTK], mean +
 The JSON holds every number of the table.
 """
 import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -27,6 +25,7 @@ import numpy as np
 from sgntk import lif
 from sgntk import lif_kernels as LK
 from sgntk import surrogates as sg
+from sgntk._util import versions, write_json
 
 
 def _inputs(T=30, n_in=20, seed=0):
@@ -61,7 +60,7 @@ def main(argv=None):
     x = _inputs()
     base = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=0.5, readout="sum",
                          surrogate=sg.get("fast_sigmoid", sharpness=5.0))
-    common = dict(m=5.0, sigma_b=0.3)
+    common = dict(spike_sharpness=5.0, sigma_b=0.3)
     rows = []
     t0 = time.perf_counter()
     an = LK.lif_kernels(x, config=base.replace(reset="none"), get=("nngp", "sgntk"), **common)
@@ -99,14 +98,12 @@ def main(argv=None):
         print(f"{r['variant']:<46}" + "".join(cells))
     print(f"({elapsed:.0f} s; NNGP of the networks rows is the noisy y(x) y(x') sample average)")
 
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     meta = dict(T=30, n_in=20, rates=[0.15, 0.3], tau_mem=10.0, tau_syn=5.0, threshold=0.5,
                 surrogate="fast_sigmoid(sharpness=5)", kappa="sum", m=5.0, sigma_b=0.3,
                 sigma_w=1.0, sigma_o=1.0, sigma_rec=args.sigma_rec, neurons=args.neurons,
-                networks=args.networks, width=args.width, seconds=elapsed)
-    with open(args.out, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1,
-                  default=lambda o: None)
+                networks=args.networks, width=args.width, seconds=elapsed,
+                versions=versions())
+    write_json(args.out, {"meta": meta, "rows": rows})
     print(f"wrote {args.out}")
 
 

@@ -18,10 +18,7 @@ section 6) and writes ``summary.json`` atomically. Tests: ``tests/test_lif.py``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
-import tempfile
 import time
 from typing import Any, NamedTuple
 
@@ -33,6 +30,7 @@ import optax
 from . import data as _data
 from . import lif as _lif
 from . import surrogates as _sg
+from ._util import versions, write_json
 
 __all__ = ["TrainConfig", "TrainState", "make_lif_config", "loss_fn", "train",
            "evaluate", "train_randman", "write_json_atomic"]
@@ -232,28 +230,11 @@ def train(cfg: TrainConfig, splits: _data.Split, *, progress: bool = True, log=N
 
 
 def write_json_atomic(path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary file in the same folder + ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _versions() -> dict:
-    import scipy
-
-    return dict(python=platform.python_version(), jax=jax.__version__, numpy=np.__version__,
-                optax=optax.__version__, scipy=scipy.__version__, platform=platform.platform(),
-                backend=jax.default_backend())
+    """Deprecated alias of :func:`sgntk._util.write_json` (atomic JSON write)."""
+    import warnings
+    warnings.warn("sgntk.lif_train.write_json_atomic is deprecated; the summary is written by "
+                  "sgntk._util.write_json", DeprecationWarning, stacklevel=2)
+    write_json(path, obj)
 
 
 def train_randman(config: TrainConfig | dict | None = None, *, out_dir=None,
@@ -297,7 +278,7 @@ def train_randman(config: TrainConfig | dict | None = None, *, out_dir=None,
                          mean_spikes_per_neuron=test["mean_spikes_per_neuron"],
                          frac_silent_neurons=test["frac_silent_neurons"],
                          input_rate_per_step=float(splits.train.spikes.mean())),
-        wall_time_s=time.perf_counter() - t0, data_time_s=t_data, versions=_versions())
+        wall_time_s=time.perf_counter() - t0, data_time_s=t_data, versions=versions())
     if out_dir is not None:
-        write_json_atomic(os.path.join(os.fspath(out_dir), "summary.json"), summary)
+        write_json(os.path.join(os.fspath(out_dir), "summary.json"), summary)
     return summary

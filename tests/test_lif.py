@@ -112,6 +112,10 @@ def test_lif_cell_scan_equals_layer():
     np.testing.assert_allclose(s, out.spikes)
     np.testing.assert_allclose(u, out.membrane, atol=1e-6)
     assert out.spikes.sum() > 0
+    # lif_scan (the one scan the kernels' Monte Carlo and finite networks run) on the drive.
+    scanned = lif.lif_scan(x @ p.w_in, config=cfg, w_rec=p.w_rec)
+    np.testing.assert_array_equal(scanned.spikes, out.spikes)
+    np.testing.assert_array_equal(scanned.membrane, out.membrane)
 
 
 # ----------------------------------------------------------------------------------------
