@@ -320,9 +320,12 @@ def centered_expectation(g, v):
 #   mu~ = k_KS(2 sqrt(s)) / sqrt(2 pi).
 # Triangular and rectangular profiles have compact support and are not GSMs.
 GSM_SHAPES = ("exponential", "fast_sigmoid", "q_pseudo_spike", "cauchy", "sigmoid")
-_GSM_STEP = 0.35
-_GSM_WINDOW = {"exponential": (-46.0, 4.5), "fast_sigmoid": (-46.0, 25.0),
-               "q_pseudo_spike": (-46.0, 25.0), "cauchy": (-7.0, 25.0), "sigmoid": (-7.0, 4.0)}
+# Window (x_lo, x_hi) and trapezoid step in x = log s per shape: the smallest step count that
+# keeps the error below ~4e-9 against scipy (tests/test_surrogate_gram.py) -> 102 (fast_sigmoid,
+# q_pseudo_spike), 113 (exponential), 92 (cauchy), 32 (sigmoid) nodes.
+_GSM_WINDOW = {"exponential": (-46.0, 4.5, 0.45), "fast_sigmoid": (-46.0, 25.0, 0.7),
+               "q_pseudo_spike": (-46.0, 25.0, 0.7), "cauchy": (-7.0, 25.0, 0.35),
+               "sigmoid": (-7.0, 4.0, 0.35)}
 _GSM_CHUNK = 4
 # t-grid (log-spaced) for the Gamma mixing integral of q_pseudo_spike / fast_sigmoid.
 _T_LOG = np.linspace(-34.0, 7.0, 700)
@@ -348,8 +351,10 @@ def gsm_nodes(shape, tail=2.0):
 
     ``tail`` (q of ``q_pseudo_spike``) may be traced: its weights are computed in JAX.
     """
-    lo, hi = _GSM_WINDOW[shape]
-    x = np.arange(lo, hi + 1e-9, _GSM_STEP)
+    if shape not in _GSM_WINDOW:
+        raise ValueError(f"{shape!r} is not a Gaussian scale mixture; GSM_SHAPES = {GSM_SHAPES}")
+    lo, hi, step = _GSM_WINDOW[shape]
+    x = np.arange(lo, hi + 1e-9, step)
     s = np.exp(x)
     if shape == "exponential":
         mt = 2.0 * np.sqrt(s) * np.exp(-2.0 * s) / np.sqrt(2 * np.pi)
@@ -366,9 +371,7 @@ def gsm_nodes(shape, tail=2.0):
         integral = jnp.exp(expo) @ jnp.asarray(_T_W)
         mt = lam * jnp.sqrt(jnp.asarray(s)) * integral / (
             jnp.exp(jax.scipy.special.gammaln(q)) * np.sqrt(2 * np.pi))
-    else:
-        raise ValueError(f"{shape!r} is not a Gaussian scale mixture; GSM_SHAPES = {GSM_SHAPES}")
-    w = _GSM_STEP * jnp.asarray(mt)
+    w = step * jnp.asarray(mt)
     return jnp.asarray(s), w, 1.0 - jnp.sum(w)
 
 
@@ -379,7 +382,7 @@ def gsm_pair_expectation(coef, s, w, w_inf, a, b, r):
     Elementwise over broadcast ``a, b, r`` (normalised units, ``a, b > 0``); the nodes are
     summed in chunks of ``_GSM_CHUNK`` inside ``lax.scan``, so the working set is a few
     arrays of the broadcast shape whatever the number of nodes. Cost: ``len(s)`` table
-    lookups per element (~90-210 by shape).
+    lookups per element (32-113 by shape).
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
     det = a * b - r**2
