@@ -83,8 +83,25 @@ def _cond_var(a, b, r):
 # --------------------------------------------------------------------------------------
 # Generic smooth activations: trapezoid rule in the Cholesky coordinates of (u, v).
 # --------------------------------------------------------------------------------------
+def _per_pair(fn, *args, batch_size):
+    """``fn`` (elementwise over broadcast array arguments, with a large per-element working
+    set) applied in batches of ``batch_size`` elements with ``jax.lax.map``: the working set
+    is ``batch_size`` elements' worth whatever the tile size."""
+    args = jnp.broadcast_arrays(*(jnp.asarray(x, dtype=float) for x in args))
+    shape = args[0].shape
+    flat = [x.reshape(-1) for x in args]
+    out = jax.lax.map(lambda xs: fn(*xs), flat, batch_size=batch_size)
+    return out.reshape(shape)
+
+
 def _gh2(f, g, a, b, r):
-    """E[f(u) g(v)] by a 201 x 201 trapezoid rule in z; u = sqrt(a) z1, v = kappa z1 + s z2."""
+    """E[f(u) g(v)] by a 201 x 201 trapezoid rule in z; u = sqrt(a) z1, v = kappa z1 + s z2.
+
+    4e4 evaluations per pair, mapped over batches of 64 pairs (bounded memory)."""
+    return _per_pair(lambda a_, b_, r_: _gh2_elementwise(f, g, a_, b_, r_), a, b, r, batch_size=64)
+
+
+def _gh2_elementwise(f, g, a, b, r):
     sa = jnp.sqrt(a)[..., None, None]
     kap = (r / jnp.sqrt(jnp.maximum(a, 1e-300)))[..., None, None]
     s = _quadrature.safe_sqrt(_cond_var(a, b, r))[..., None, None]
@@ -160,12 +177,15 @@ def mixed_derivative_expectation(activation, a, b, r, surrogate: Surrogate, m=1.
     kap = r / jnp.maximum(b, 1e-300)
     s = _quadrature.safe_sqrt(_cond_var(b, a, r))
 
-    def integrand(v):
-        inner = jnp.sum(d(kap[..., None, None, None] * v[..., None]
-                          + s[..., None, None, None] * _Z_NODES) * _Z_WEIGHTS, axis=-1)
-        return surrogate.derivative(v) * inner
+    def one(kap_, s_, b_):
+        def integrand(v):
+            inner = jnp.sum(d(kap_[..., None, None, None] * v[..., None]
+                              + s_[..., None, None, None] * _Z_NODES) * _Z_WEIGHTS, axis=-1)
+            return surrogate.derivative(v) * inner
+        return _quadrature.gauss_expectation(integrand, jnp.zeros_like(b_), b_)
 
-    return _quadrature.gauss_expectation(integrand, jnp.zeros_like(b), b)
+    # ~4.6e5 evaluations per pair: mapped over batches of 8 pairs (bounded memory).
+    return _per_pair(one, kap, s, b, batch_size=8)
 
 
 def surrogate_expectation(a, b, r, surrogate: Surrogate):
