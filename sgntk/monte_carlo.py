@@ -45,6 +45,7 @@ def estimate(sample_fn: Callable, key, n_samples: int, *, batch_size: int = 16,
         raise ValueError(f"n_samples must be >= 2 to estimate a standard error; got {n_samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    batch_size = min(int(batch_size), n_samples)   # a batch larger than the sample is one batch
     keys = jax.random.split(key, n_samples)
     batched = jax.jit(jax.vmap(sample_fn))
     shift = s1 = s2 = None
@@ -58,7 +59,8 @@ def estimate(sample_fn: Callable, key, n_samples: int, *, batch_size: int = 16,
         k = keys[i:i + batch_size]
         if k.shape[0] < batch_size:  # keep one compiled shape: pad, then drop the padding
             pad = batch_size - k.shape[0]
-            samples = jax.tree_util.tree_map(lambda a: a[:-pad],
+            keep = k.shape[0]
+            samples = jax.tree_util.tree_map(lambda a: a[:keep],
                                              batched(jnp.concatenate([k, keys[:pad]])))
         else:
             samples = batched(k)

@@ -47,7 +47,7 @@ def check(activation, surrogate, depth, *, width, n_networks, names=("nngp", "sg
     return zmax
 
 
-FAST = [("sign", "erf", 2), ("step", "fast_sigmoid", 1), ("sign", "triangular", 3),
+FAST = [("sign", "erf", 2), ("step", "fast_sigmoid", 1), ("sign", "triangular", 2),
         ("erf", "sigmoid", 2)]
 
 
@@ -98,3 +98,19 @@ def test_sgntk_diagonal_closed_form(activation, shape):
         a = (1.0 if activation == "sign" else 0.5) + sb**2
         i = a + i * sdot
     np.testing.assert_allclose(np.diag(np.asarray(k.sgntk)), i, rtol=1e-12)
+
+
+def test_estimate_batch_larger_than_sample_and_ragged_tail():
+    """batch_size > n_samples (was all-NaN) and a ragged last batch give the exact sample mean
+    and standard error of the same keys computed directly."""
+    import jax
+    import jax.numpy as jnp
+
+    from sgntk import monte_carlo
+    key = jax.random.PRNGKey(0)
+    f = lambda k: jax.random.normal(k, (3,))  # noqa: E731
+    draws = jax.vmap(f)(jax.random.split(key, 5))
+    for batch in (16, 2, 5):
+        est = monte_carlo.estimate(f, key, 5, batch_size=batch)
+        np.testing.assert_allclose(est.mean, jnp.mean(draws, 0), rtol=1e-6)
+        np.testing.assert_allclose(est.stderr, jnp.std(draws, 0, ddof=1) / np.sqrt(5), rtol=1e-5)

@@ -169,6 +169,7 @@ def test_mlp_init_key_layout():
                                       np.asarray(jax.random.normal(keys[2 * l + 1], (p.weights[l].shape[1],))))
 
 
+@pytest.mark.slow
 def test_hyperparameters_are_traced_leaves():
     # vmap over sigma_w and grad over the erf sharpness go through the layers' kernel maps.
     x = jnp.asarray(X)

@@ -125,6 +125,7 @@ def _batch(key, B=4, T=25, n=6):
     return (jax.random.uniform(key, (B, T, n)) < 0.15).astype(jnp.float32)
 
 
+@pytest.mark.slow
 def test_vmap_batch_and_ensemble_equal_loops():
     cfg = lif.LIFConfig(readout="sum")
     xb = _batch(jax.random.key(3))

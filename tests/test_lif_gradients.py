@@ -49,7 +49,9 @@ def _kernels(p, shape, x1, x2):
     return jnp.stack([k.nngp, k.sgntk])
 
 
-@pytest.mark.parametrize("shape", sg.SHAPES)
+# Every shape runs with -m slow; the default run keeps one closed-form and one tabulated shape.
+@pytest.mark.parametrize("shape", [s if s in ("gaussian", "fast_sigmoid") else
+                                   pytest.param(s, marks=pytest.mark.slow) for s in sg.SHAPES])
 def test_kernel_gradients_equal_finite_differences(shape):
     x1, x2 = _inputs()
     with jax.enable_x64(True):

@@ -141,7 +141,7 @@ def test_orthant_and_mixed_expectation_vs_quadrature():
 
 
 @pytest.mark.parametrize("name,beta", [("triangular", 3.0), ("exponential", 2.0),
-                                       ("fast_sigmoid", 5.0)])
+                                       pytest.param("fast_sigmoid", 5.0, marks=pytest.mark.slow)])
 def test_surrogate_pair_expectation_vs_dblquad(name, beta):
     sur = sg.get(name, sharpness=beta)
     cases = [(0.5, 0.8, 0.3, 0.5), (0.3, 0.6, -0.2, 0.7), (0.4, 0.45, 0.41, 1.0)]
@@ -189,8 +189,9 @@ def test_readout_weights():
 # ----------------------------------------------------------------------------------------
 # Empirical kernels: structured route == generic Jacobians of sgntk.lif.lif_layer.
 # ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reset,detach,recurrent", [("zero", False, True), ("subtract", True, False),
-                                                    ("none", True, False)])
+@pytest.mark.parametrize("reset,detach,recurrent", [
+    pytest.param("zero", False, True, marks=pytest.mark.slow), ("subtract", True, False),
+    ("none", True, False)])
 def test_empirical_structured_vs_generic(reset, detach, recurrent):
     T, n_in, N = 16, 5, 12
     x = _spikes(1, 3, T, n_in, [0.2, 0.3, 0.4])
@@ -259,7 +260,7 @@ def _cross_check(cfg, *, T=20, n_in=10, kappa="sum", m=5.0, sigma_b=0.3, get=LK.
 
 @pytest.mark.parametrize("surrogate,get", [
     (sg.get("fast_sigmoid", sharpness=5.0), ("nngp", "sgntk")),
-    (sg.get("exponential", sharpness=2.0), LK.KERNELS),
+    pytest.param(sg.get("exponential", sharpness=2.0), LK.KERNELS, marks=pytest.mark.slow),
 ])
 def test_analytic_vs_mc_vs_networks(surrogate, get):
     res = _cross_check(_cfg(surrogate=surrogate), get=get)
@@ -307,7 +308,8 @@ def _reset_inputs():
     return _spikes(5, 2, 20, 10, [0.15, 0.3])
 
 
-@pytest.mark.parametrize("reset,detach", [("zero", True), ("subtract", False)])
+@pytest.mark.parametrize("reset,detach", [pytest.param("zero", True, marks=pytest.mark.slow),
+                                          ("subtract", False)])
 def test_reset_mc_vs_networks(reset, detach):
     x = _reset_inputs()
     cfg = _cfg(reset=reset, detach_reset=detach)
@@ -321,6 +323,7 @@ def test_reset_mc_vs_networks(reset, detach):
         assert _z(getattr(mc.mean, k), getattr(nw.mean, k), se) < Z_MAX, k
 
 
+@pytest.mark.slow
 def test_reset_and_recurrence_change_kernel():
     x = _reset_inputs()
     kw = dict(spike_sharpness=5.0, sigma_b=0.3, n_neurons=60_000, block=500, seed=3,

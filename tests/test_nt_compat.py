@@ -30,6 +30,8 @@ pytestmark = pytest.mark.skipif(
     reason=f"neural-tangents not installed ({nt_compat.INSTALL_HINT})")
 
 DTYPES = [pytest.param(True, id="float64"), pytest.param(False, id="float32")]
+DTYPES_FAST64_SLOW = [pytest.param(True, id="float64", marks=pytest.mark.slow),
+                      pytest.param(False, id="float32")]
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,7 @@ def test_analytic_kernels(nt, x64):
 
 
 # -------------------------------------------------------------- 2. empirical NTK
-@pytest.mark.parametrize("x64", DTYPES)
+@pytest.mark.parametrize("x64", DTYPES_FAST64_SLOW)
 def test_empirical_ntk_implementations_agree(nt, x64):
     with jax.enable_x64(x64):
         x1, x2 = _data()

@@ -83,6 +83,7 @@ def test_vmapped_ensemble_equals_per_network_loop():
             np.testing.assert_allclose(r.outputs[i, j], rec[k], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_chunking_and_padding_give_identical_results():
     x, y, xt = _data()
     kw = dict(n_networks=5, width=8, steps=6, activation="erf", m=2.0, surrogate="erf",
