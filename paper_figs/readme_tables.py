@@ -12,6 +12,7 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
 * ``lif-reset-recurrence`` — ``experiments/results/lif_kernels.json``;
 * ``conversion-table`` — ``sgntk.conversions.conversion_table_markdown`` (the rows that map;
   checked against the libraries' formulas and autograd in ``tests/test_conversions.py``);
+* ``surrogate-shapes`` — ``benchmarks/results/bench_surrogate_shapes.json``.
 * ``benchmarks`` — ``benchmarks/results/`` (``bench_kernels.txt``, ``bench_train.txt``,
   ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
 
@@ -193,7 +194,24 @@ def conversion_table(root) -> str:
     return conversions.conversion_table_markdown(include_unrepresentable=False)
 
 
+def surrogate_shapes(root) -> str:
+    """Per-shape cost of the default kernels (benchmarks/bench_surrogate_shapes.json)."""
+    res = _load(root, "benchmarks", "results", "bench_surrogate_shapes.json")
+    rows = res["rows"]
+    g = next(r for r in rows if r["shape"] == "gaussian")["warm_s"]
+    n, depth = rows[0]["n"], rows[0]["depth"]
+    lines = [f"`kernels.mlp(x, depth={depth})`, default kernels (NNGP, NTK, SG-NTK, surrogate Gram), "
+             f"N = {n}, sign network, inputs of unequal norm (load average {res['load_average'][0]:.1f} "
+             f"on {res['cpus']} cores; `benchmarks/bench_surrogate_shapes.py`):", "",
+             "| shape | warm (s) | x gaussian | peak memory beyond the result (GB) |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['shape']}` | {r['warm_s']:.2f} | {r['warm_s'] / g:.1f} | "
+                     f"{r['peak_beyond_result_gb']:.2f} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
+    "surrogate-shapes": surrogate_shapes,
     "conversion-table": conversion_table,
     "eilers-agreement": eilers_agreement,
     "randman-accuracy": randman_accuracy,
