@@ -63,7 +63,7 @@ def main(argv=None):
     common = dict(spike_sharpness=5.0, sigma_b=0.3)
     rows = []
     t0 = time.perf_counter()
-    an = LK.lif_kernels(x, config=base.replace(reset="none"), get=("nngp", "sgntk"), **common)
+    an = LK.lif_kernels(x, config=base.replace(reset="none"), which=("nngp", "sgntk"), **common)
     rows.append(_row("none (analytic)", LK.LIFKernel(an.nngp, an.sgntk, None)))
     for reset in ("none", "zero", "subtract"):
         for detach in ((True,) if reset == "none" else (True, False)):

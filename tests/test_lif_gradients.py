@@ -37,7 +37,7 @@ def _inputs():
 # Readout on two steps only (fewer entries: the quadrature shapes stay fast); same-step pairs
 # of one input are the degenerate diagonal, different-step pairs are not.
 STEPS = (4, 7)
-_FN = LK.lif_kernel_fn(get=("nngp", "sgntk"), steps=STEPS)
+_FN = LK.lif_kernel_fn(which=("nngp", "sgntk"), steps=STEPS)
 _WEIGHTS = np.zeros(T)
 _WEIGHTS[list(STEPS)] = (0.7, 1.0)
 
@@ -87,7 +87,7 @@ def test_sharpness_gradient_vanishes_where_it_must():
     # off the diagonal it is not.
     x1, _ = _inputs()
     with jax.enable_x64(True):
-        fn = LK.lif_kernel_fn(get=("sgntk",), steps=(T - 1,))
+        fn = LK.lif_kernel_fn(which=("sgntk",), steps=(T - 1,))
 
         def k(beta):
             sur = sg.get("fast_sigmoid", sharpness=beta, dampening=0.8)

@@ -236,7 +236,7 @@ def _cross_check(cfg, *, T=20, n_in=10, kappa="sum", m=5.0, sigma_b=0.3, get=LK.
     x = _spikes(seed, 3, T, n_in, [0.1, 0.2, 0.35])      # unequal norms: SG-NTK asymmetric
     x1, x2 = x, x[:2]
     kw = dict(readout_weights=kappa, spike_sharpness=m, sigma_b=sigma_b, sigma_o=1.3)
-    an = LK.lif_kernels(x1, x2, config=cfg, get=get, **kw)
+    an = LK.lif_kernels(x1, x2, config=cfg, which=get, **kw)
     mc = LK.lif_kernels_mc(x1, x2, config=cfg, n_neurons=n_neurons, block=500, seed=seed + 1,
                            progress=False, **kw)
     nw = LK.lif_kernels_networks(x1, x2, config=cfg, readout_weights=kappa, spike_sharpness=m,
@@ -253,7 +253,7 @@ def _cross_check(cfg, *, T=20, n_in=10, kappa="sum", m=5.0, sigma_b=0.3, get=LK.
     inp = np.asarray(an.sgntk) - np.asarray(LK.lif_kernels(x1, x2, config=cfg,
                                                            readout_weights=kappa,
                                                            sigma_b=sigma_b, sigma_o=1.3,
-                                                           get=("nngp",)).nngp)
+                                                           which=("nngp",)).nngp)
     assert abs(inp[0, 1] - inp[1, 0]) > 1e-4 * abs(inp[0, 1])
     return out
 
@@ -291,13 +291,13 @@ def test_analytic_vs_mc_vs_networks_grid(tau_mem, tau_syn, threshold, kappa, sur
 def test_analytic_exact_delta_is_large_m_limit():
     x = _spikes(4, 2, 15, 8, [0.2, 0.4])
     cfg = _cfg()
-    exact = LK.lif_kernels(x, config=cfg, get=("sgntk",)).sgntk
+    exact = LK.lif_kernels(x, config=cfg, which=("sgntk",)).sgntk
     # Off the diagonal the smoothing error is O(1/m^2); on it (x = x', t = t') the delta puts
     # v at the surrogate's kink (fast_sigmoid: |z|), where it is O(sharpness / m).
-    smooth = LK.lif_kernels(x, config=cfg, spike_sharpness=300.0, get=("sgntk",)).sgntk
+    smooth = LK.lif_kernels(x, config=cfg, spike_sharpness=300.0, which=("sgntk",)).sgntk
     off = ~np.eye(2, dtype=bool)
     np.testing.assert_allclose(np.asarray(smooth)[off], np.asarray(exact)[off], rtol=1e-5)
-    smooth = LK.lif_kernels(x, config=cfg, spike_sharpness=1e5, get=("sgntk",)).sgntk
+    smooth = LK.lif_kernels(x, config=cfg, spike_sharpness=1e5, which=("sgntk",)).sgntk
     np.testing.assert_allclose(smooth, exact, rtol=2e-5)
 
 
@@ -343,7 +343,7 @@ def test_reset_and_recurrence_change_kernel():
         rec = LK.init_lif_net(jax.random.PRNGKey(i), x.shape[2], 300, recurrent=True)
         assert np.array_equal(ff.w_in, rec.w_in)
         kw = dict(config=cfg, spike_sharpness=5.0, sigma_b=0.3, sigma_rec=2.0,
-                  get=("sgntk", "sg_gram"))
+                  which=("sgntk", "sg_gram"))
         k_ff, k_rec = LK.lif_empirical(ff, x, **kw), LK.lif_empirical(rec, x, **kw)
         diffs.append([np.asarray(k_rec.sgntk - k_ff.sgntk), np.asarray(k_rec.sg_gram - k_ff.sg_gram)])
     diffs = np.asarray(diffs)
@@ -376,7 +376,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="sigma_w"):
         LK.lif_kernels(x, config=cfg, sigma_w=0.0)
     with pytest.raises(ValueError, match="get"):
-        LK.lif_kernels(x, config=cfg, get=("ntk",))
+        LK.lif_kernels(x, config=cfg, which=("ntk",))
     with pytest.raises(ValueError, match="spike_sharpness"):
         LK.lif_kernels_mc(x, config=cfg, spike_sharpness=None)
     with pytest.raises(ValueError, match="not both"):
@@ -394,7 +394,7 @@ def test_deprecated_keywords_kappa_and_m_still_work():
     # Issue 14 item 6: readout_weights= and spike_sharpness= replace kappa= and m=.
     x = _spikes(2, 2, 6, 3, [0.3, 0.5])
     cfg = _cfg(surrogate=sg.get("exponential", sharpness=2.0))
-    kw = dict(config=cfg, get=("sgntk",))
+    kw = dict(config=cfg, which=("sgntk",))
     new = LK.lif_kernels(x, readout_weights="last", spike_sharpness=4.0, **kw)
     with pytest.warns(DeprecationWarning, match="kappa"):
         old = LK.lif_kernels(x, kappa="last", spike_sharpness=4.0, **kw)

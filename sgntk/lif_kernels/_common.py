@@ -150,7 +150,7 @@ def check_get(get):
     get = tuple(get)
     bad = [k for k in get if k not in KERNELS]
     if bad or not get:
-        raise ValueError(f"get must be a non-empty subset of {KERNELS}; got {get!r}")
+        raise ValueError(f"which (old name get) must be a non-empty subset of {KERNELS}; got {get!r}")
     return get
 
 

@@ -297,7 +297,7 @@ _CLOSED_INNER = ("triangular", "rectangular", "exponential", "gaussian", "erf",
                  "straight_through")
 
 
-def lif_kernel_fn(*, get: Sequence[str] = KERNELS, steps: Sequence[int] | None = None,
+def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[int] | None = None,
                   batch_size: int = 2048) -> Callable:
     """Pure kernel function of the no-reset LIF layer (the function underneath :func:`lif_kernels`).
 
@@ -312,6 +312,7 @@ def lif_kernel_fn(*, get: Sequence[str] = KERNELS, steps: Sequence[int] | None =
     nonzero readout weight; default all) and ``batch_size`` (entries per vectorised block of
     ``jax.lax.map``, memory).
     """
+    get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     get = tuple(get)
     steps = None if steps is None else tuple(int(s) for s in steps)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -356,12 +357,12 @@ def lif_kernel_fn(*, get: Sequence[str] = KERNELS, steps: Sequence[int] | None =
 
 @functools.lru_cache(maxsize=64)
 def _jitted_kernel_fn(get, steps, batch_size):
-    return jax.jit(lif_kernel_fn(get=get, steps=steps, batch_size=batch_size))
+    return jax.jit(lif_kernel_fn(which=get, steps=steps, batch_size=batch_size))
 
 
 @float64
 def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, sigma_w=1.0,
-                sigma_b=0.0, sigma_o=1.0, spike_sharpness=UNSET, get: Sequence[str] = KERNELS,
+                sigma_b=0.0, sigma_o=1.0, spike_sharpness=UNSET, which: Sequence[str] = UNSET, get=UNSET,
                 chunk: int = 2048, kappa=UNSET, m=UNSET) -> LIFKernel:
     """Infinite-width NNGP, SG-NTK and surrogate Gram of the no-reset LIF layer (analytic).
 
@@ -387,6 +388,7 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
     Tests: ``test_analytic_vs_mc_vs_networks[_grid]``, ``test_surrogate_pair_expectation_vs_dblquad``,
     ``test_analytic_exact_delta_is_large_m_limit``, ``tests/test_lif_gradients.py``.
     """
+    get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
     sharp = renamed("spike_sharpness", spike_sharpness, "m", m, None)
     x1, x2, cfg, kap, get, sw, sb, so = prepare(x1, x2, config, weights, get, sigma_w,

@@ -103,7 +103,7 @@ _empirical_jit = jax.jit(_empirical_impl, static_argnames=("get",))
 @float64
 def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
                   readout_weights=UNSET, sigma_w=1.0, sigma_b=0.0, sigma_rec=1.0, sigma_o=1.0,
-                  spike_sharpness=UNSET, get: Sequence[str] = KERNELS, kappa=UNSET,
+                  spike_sharpness=UNSET, which: Sequence[str] = UNSET, get=UNSET, kappa=UNSET,
                   m=UNSET) -> LIFKernel:
     """Empirical kernels of one finite LIF network (all parameters trained).
 
@@ -127,6 +127,7 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
     Returns:
       :class:`LIFKernel`; ``nngp`` is the sample ``y(x1) y(x2)^T``.
     """
+    get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
     sharp = renamed("spike_sharpness", spike_sharpness, "m", m, DEFAULT_SPIKE_SHARPNESS)
     x1, x2, cfg, kap, get, sw, sb, so = prepare(x1, x2, config, weights, get, sigma_w,
@@ -145,7 +146,7 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
 def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_networks: int,
                          readout_weights=UNSET, recurrent: bool = False, sigma_w=1.0,
                          sigma_b=0.0, sigma_rec=1.0, sigma_o=1.0, spike_sharpness=UNSET,
-                         seed: int = 0, batch_size: int = 4, get: Sequence[str] = KERNELS,
+                         seed: int = 0, batch_size: int = 4, which: Sequence[str] = UNSET, get=UNSET,
                          progress: bool | None = None, kappa=UNSET,
                          m=UNSET) -> _mc.MCEstimate:
     """Monte-Carlo average of :func:`lif_empirical` over ``n_networks`` networks of ``width``.
@@ -156,6 +157,7 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
     Returns :class:`sgntk.monte_carlo.MCEstimate` of :class:`LIFKernel` s.
     Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_mc_vs_networks``.
     """
+    get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
     sharp = renamed("spike_sharpness", spike_sharpness, "m", m, DEFAULT_SPIKE_SHARPNESS)
     x1, x2, cfg, kap, get, sw, sb, so = prepare(x1, x2, config, weights, get, sigma_w,
