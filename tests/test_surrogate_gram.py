@@ -29,9 +29,25 @@ ROUTED = [s for s in S.SHAPES if s not in ("gaussian", "erf", "straight_through"
 KINKS = {"triangular": [-1.0, 0.0, 1.0], "rectangular": [-0.5, 0.5]}
 
 
+# The profiles g(u) as published (reference notes, section 5; Herranz-Celotti & Rouat), in
+# plain Python floats for scipy's scalar quad loop (a JAX call per point would take hours).
+_NUMPY_PROFILES = {
+    "triangular": lambda u, q: max(1.0 - abs(u), 0.0),
+    "exponential": lambda u, q: np.exp(-2.0 * abs(u)),
+    "fast_sigmoid": lambda u, q: 1.0 / (1.0 + 2.0 * abs(u)) ** 2,
+    "rectangular": lambda u, q: 1.0 if abs(2.0 * u) < 1.0 else 0.0,
+    "sigmoid": lambda u, q: 1.0 / np.cosh(min(2.0 * abs(u), 350.0)) ** 2,
+    "cauchy": lambda u, q: 1.0 / (1.0 + (np.pi * u) ** 2),
+    "q_pseudo_spike": lambda u, q: (1.0 + 2.0 * abs(u) / (q - 1.0)) ** (-q),
+}
+
+
 def _profile(shape, q):
+    g = _NUMPY_PROFILES[shape]
     sur = S.get(shape, **({"tail": q} if shape == "q_pseudo_spike" else {}))
-    return lambda u: float(sur.profile(np.float64(u)))
+    grid = np.linspace(-3, 3, 61)      # the plain-Python copy is the library's profile
+    np.testing.assert_allclose([g(u, q) for u in grid], np.asarray(sur.profile(grid)), rtol=1e-12)
+    return lambda u: g(u, q)
 
 
 def _scipy_pair(shape, a, b, r, q=2.0):
@@ -112,7 +128,8 @@ def _previous_two_level(a, b, r, surrogate):
     return Q.even_expectation(integrand, a, breaks)
 
 
-@pytest.mark.parametrize("shape", ROUTED)
+@pytest.mark.parametrize("shape", [s if s in ("fast_sigmoid", "rectangular") else
+                                   pytest.param(s, marks=pytest.mark.slow) for s in ROUTED])
 def test_pair_and_table_routes_match_previous_quadrature(shape):
     """Per-pair route (array variances) and correlation-table route (scalar variances) agree
     with the previous quadrature to 1e-8 at three sharpness values."""
@@ -141,11 +158,16 @@ def test_gsm_nodes_reproduce_the_profiles():
     with jax.enable_x64(True):
         u = np.array([0.0, 1e-6, 1e-3, 0.1, 0.5, 1.0, 2.0])
         for shape in Q.GSM_SHAPES:
-            for q in ((1.5, 2.0, 6.0) if shape == "q_pseudo_spike" else (2.0,)):
+            for q in ((1.1, 1.5, 6.0, 20.0) if shape == "q_pseudo_spike" else (2.0,)):
                 s, w, w_inf = (np.asarray(t) for t in Q.gsm_nodes(shape, q))
                 rec = (w[None] * np.exp(-u[:, None] ** 2 / (2 * s[None]))).sum(1) + w_inf
                 want = np.array([_profile(shape, q)(x) for x in u])
-                assert np.max(np.abs(rec - want)) < 1e-8, (shape, q, rec - want)
+                # fast_sigmoid uses a coarser step (0.7): near the peak (what narrow Gaussians
+                # see) 1e-8, further out an oscillating aliasing error up to 3e-6 relative that
+                # averages out in the pair expectations (the scipy tests above: ~2e-9).
+                far = 3e-6 if shape == "fast_sigmoid" else 3e-8
+                np.testing.assert_allclose(rec[:3], want[:3], rtol=1e-8, err_msg=f"{shape} q={q}")
+                np.testing.assert_allclose(rec, want, rtol=far, err_msg=f"{shape} q={q}")
 
 
 def test_gsm_pair_of_a_gaussian_bump_is_its_closed_form():
@@ -160,16 +182,19 @@ def test_gsm_pair_of_a_gaussian_bump_is_its_closed_form():
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9)
 
 
-def test_default_kernel_every_shape_under_memory_limit():
+@pytest.mark.parametrize("shapes", [("gaussian", "fast_sigmoid", "triangular"),
+                                    pytest.param(tuple(S.SHAPES), marks=pytest.mark.slow)],
+                         ids=["representatives", "every-shape"])
+def test_default_kernel_under_memory_limit(shapes):
     """kernels.mlp(x, depth=2) with the default kernels (surrogate Gram included) at N = 300
-    for every shape in a subprocess whose address space is capped at 4 GiB (the previous
+    for every shape (-m slow; one per route by default) in a subprocess whose address space is capped at 4 GiB (the previous
     route needed 8 GB to 800 GB here)."""
-    code = textwrap.dedent("""
+    code = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, resource.RLIM_INFINITY))
         import numpy as np, sgntk
         x = np.random.default_rng(0).normal(size=(300, 5))
-        for s in sgntk.surrogates.SHAPES:
+        for s in {list(shapes)!r}:
             k = sgntk.kernels.mlp(x, depth=2, activation="sign", surrogate=s)
             assert all(np.isfinite(np.asarray(v)).all() for v in (k.nngp, k.sgntk, k.sg_gram)), s
             print(s, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "MB", flush=True)
@@ -177,4 +202,4 @@ def test_default_kernel_every_shape_under_memory_limit():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=1800, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
-    assert len(res.stdout.strip().splitlines()) == len(S.SHAPES), res.stdout
+    assert len(res.stdout.strip().splitlines()) == len(shapes), res.stdout
