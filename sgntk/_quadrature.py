@@ -196,6 +196,16 @@ _TABLE_X = np.arange(-50.0 - 3 * _TABLE_STEP, 50.0 + 3.5 * _TABLE_STEP, _TABLE_S
 _FD6 = np.array([-1.0, 9.0, -45.0, 0.0, 45.0, -9.0, 1.0]) / 60.0
 
 
+def snapped_det(a, b, r):
+    """``a b - r^2``, snapped to 0 where it is at rounding level (the diagonal, x' = c x).
+
+    ``a`` and ``r`` come from different sums, so on the diagonal ``a b - r^2`` is a few ulp of
+    ``a b`` instead of 0; below ``64 eps a b`` it is taken as 0.
+    """
+    det = a * b - r**2
+    return jnp.where(det <= 64 * np.finfo(np.float64).eps * a * b, 0.0, det)
+
+
 def safe_sqrt(x):
     """``sqrt(max(x, 0))`` whose derivative is 0 (not inf) at ``x = 0``.
 
@@ -244,17 +254,22 @@ def zero_variance_safe(fn):
     return wrapped
 
 
+def _hermite_coefficients(vals):
+    """Cubic Hermite coefficients ``(n - 7, 4)`` per interval of equally spaced samples ``vals``
+    with 3 guard nodes on each side (derivatives from 6th-order central differences)."""
+    n = vals.shape[0]
+    d = sum(c * vals[k:n - 6 + k] for k, c in enumerate(_FD6))  # f' * step at nodes 3..n-4
+    h = vals[3:n - 3]
+    h0, h1, d0, d1 = h[:-1], h[1:], d[:-1], d[1:]
+    return jnp.stack([h0, d0, 3 * (h1 - h0) - 2 * d0 - d1, 2 * (h0 - h1) + d0 + d1], -1)
+
+
 def centered_table(g):
     """Hermite coefficients ``(n, 4)`` of ``h(x) = E_{N(0, e^x)}[g] sqrt(1 + e^x)`` per grid
     interval of the log-variance grid (see :func:`centered_expectation`). Build once, look
     up many times with :func:`centered_lookup`."""
     vt = jnp.exp(jnp.asarray(_TABLE_X))
-    h = even_expectation(g, vt) * jnp.sqrt(1.0 + vt)
-    n = h.shape[0]
-    d = sum(c * h[k:n - 6 + k] for k, c in enumerate(_FD6))  # h' * step at nodes 3..n-4
-    h = h[3:n - 3]
-    h0, h1, d0, d1 = h[:-1], h[1:], d[:-1], d[1:]
-    return jnp.stack([h0, d0, 3 * (h1 - h0) - 2 * d0 - d1, 2 * (h0 - h1) + d0 + d1], -1)
+    return _hermite_coefficients(even_expectation(g, vt) * jnp.sqrt(1.0 + vt))
 
 
 _X0 = float(_TABLE_X[3])
@@ -391,8 +406,7 @@ def gsm_pair_expectation(coef, s, w, w_inf, a, b, r):
     lookups per element (32-218 by shape).
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
-    det = a * b - r**2
-    det = jnp.where(det <= 64 * np.finfo(np.float64).eps * a * b, 0.0, det)
+    det = snapped_det(a, b, r)
     n = s.shape[0]
     pad = (-n) % _GSM_CHUNK
     s_p = jnp.concatenate([s, jnp.ones((pad,))]).reshape(-1, _GSM_CHUNK)
@@ -424,20 +438,14 @@ def correlation_table(pair_fn, a, b, *, step=0.01, y_max=40.0):
     root = jnp.sqrt(a * b)
     vals = pair_fn(a, b, jnp.asarray(rho) * root)
     f1 = pair_fn(a, b, root)
-    n = vals.shape[0]
-    d = sum(c * vals[k:n - 6 + k] for k, c in enumerate(_FD6))
-    h = vals[3:n - 3]
-    h0, h1, d0, d1 = h[:-1], h[1:], d[:-1], d[1:]
-    coef = jnp.stack([h0, d0, 3 * (h1 - h0) - 2 * d0 - d1, 2 * (h0 - h1) + d0 + d1], -1)
-    return coef, f1, (step, y_max)
+    return _hermite_coefficients(vals), f1, (step, y_max)
 
 
 def correlation_lookup(table, a, b, r):
     """``F(a, b, r)`` from :func:`correlation_table` (``a``, ``b`` the table's scalars)."""
     coef, f1, (step, y_max) = table
     ab = a * b
-    det = ab - r**2
-    det = jnp.where(det <= 64 * np.finfo(np.float64).eps * ab, 0.0, det)
+    det = snapped_det(a, b, r)
     rho_abs = jnp.abs(r) / jnp.sqrt(ab)
     one_minus = (det / ab) / (1.0 + jnp.minimum(rho_abs, 1.0))     # 1 - |rho|, no cancellation
     tiny = np.exp(-y_max)
@@ -524,8 +532,7 @@ def piecewise_pair_expectation(shape, a, b, r):
     profile = ((lambda u: jnp.maximum(1.0 - jnp.abs(u), 0.0)) if shape == "triangular"
                else (lambda u: jnp.where(jnp.abs(u) < 0.5, 1.0, 0.0)))
     moment = _triangle_moment if shape == "triangular" else _rect_moment
-    det = a * b - r**2
-    det = jnp.where(det <= 64 * np.finfo(np.float64).eps * a * b, 0.0, det)
+    det = snapped_det(a, b, r)
     kap = r / a
     c = det / a
     sd = safe_sqrt(c)

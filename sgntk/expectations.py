@@ -60,14 +60,9 @@ def check_activation(activation):
 
 
 def _det(a, b, r):
-    """a b - r^2, snapped to 0 where it is at rounding level (the diagonal, x' = c x).
-
-    ``a`` and ``r`` come from different sums (row norms vs. a matrix product), so on the
-    diagonal ``a b - r^2`` is a few ulp of ``a b`` instead of 0; below ``64 eps a b`` it is
-    taken as 0 (an error of at most ~1e-7 in the kernels of pairs closer than 1e-7 rad).
-    """
-    det = a * b - r**2
-    return jnp.where(det <= 64 * np.finfo(np.float64).eps * a * b, 0.0, det)
+    """a b - r^2, snapped to 0 at rounding level (the diagonal); an error of at most ~1e-7 in
+    the kernels of pairs closer than 1e-7 rad. One definition: :func:`_quadrature.snapped_det`."""
+    return _quadrature.snapped_det(a, b, r)
 
 
 def _arcsin_corr(a, b, r):
