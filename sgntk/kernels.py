@@ -160,7 +160,8 @@ def _jitted_tile_fn(depth, activation, which):
 @float64
 def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, sigma_b=0.0,
         m=None, which: Optional[Sequence[str]] = None, tile_size: int = 1024,
-        progress: bool | None = None, get: Optional[Sequence[str]] = None) -> MLPKernel:
+        progress: bool | None = None, get: Optional[Sequence[str]] = None, mesh=None,
+        tiles=None) -> MLPKernel:
     """NNGP, naive NTK, SG-NTK and surrogate Gram of an MLP in the infinite-width limit.
 
     Args:
@@ -176,6 +177,11 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
         (default all). ``get=`` is its deprecated old name (DeprecationWarning).
       tile_size: rows/columns per tile; memory per tile is O(tile_size^2).
       progress: tqdm bar over tiles (default: when there are more than 16 tiles).
+      mesh: None (default: one device, the tile loop below) or a ``jax.sharding.Mesh`` /
+        ``"all"`` (every device): tiles computed on all devices, rows of the result sharded
+        over them (:func:`sgntk.sharding.map_tiles`).
+      tiles: None or a folder: stream each kernel tile by tile to ``<tiles>/<name>.npy``
+        (resumable; read-only memory maps come back), on ``mesh``'s devices (default all).
 
     Returns:
       :class:`MLPKernel` of float64 arrays ``(n1, n2)``; ``.sgntk[i, j] = I(x1_i, x2_j)``.
@@ -203,6 +209,11 @@ def mlp(x1, x2=None, *, depth: int, activation, surrogate="erf", sigma_w=1.0, si
     t1, t2 = min(tile_size, n1), min(tile_size, n2)
     fn = _jitted_tile_fn(depth, activation, which)
     sur = jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float64), surrogate)
+    if mesh is not None or tiles is not None:   # sharded / on disk (sgntk.sharding)
+        from . import sharding
+        return MLPKernel(**sharding.map_tiles(fn, x1, x2, args=(sur, sigma_w, sigma_b, m),
+                                              mesh=mesh, tile=tile_size, out=tiles,
+                                              progress=progress))
     out = {k: jnp.zeros((n1, n2), jnp.float64) for k in which}
     blocks = [(i, j) for i in tile_starts(n1, t1) for j in tile_starts(n2, t2)]
     if progress is None:
