@@ -6,9 +6,11 @@
 (:mod:`sgntk.plotting`; or later ``python paper_figs/demo.py DIR``). It finishes in well under a
 minute on a laptop CPU. This module never imports matplotlib itself.
 
-``sgntk reproduce <study> [--smoke|--quick|--full|--config C]`` runs
+``sgntk reproduce <study> [--smoke|--quick|--full|--config C] [--paper] [--even-angles]`` runs
 ``experiments/<study>/study.py`` of a source checkout (:func:`load_study`; the experiments are
-not part of the installed package).
+not part of the installed package). ``--paper`` applies the paper's training sets and horizons
+(alone it means ``--full``, which has them already); ``--even-angles`` spaces the training
+angles evenly instead.
 """
 from __future__ import annotations
 
@@ -160,13 +162,19 @@ def main(argv=None) -> int:
     p_rep.add_argument("study", choices=["eilers2024"])
     size = p_rep.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="reduced sizes, < 10 min on 2 cores")
-    size.add_argument("--full", action="store_true", help="the paper's sizes")
+    size.add_argument("--full", action="store_true",
+                      help="the paper's sizes, training sets and horizons")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     size.add_argument("--config", default=None,
                       help="another config: a name in experiments/<study>/ or a JSON path")
     p_rep.add_argument("--out", default=None, help="results folder (default "
                                                    "results/<study>-<config name>)")
     p_rep.add_argument("--force", action="store_true", help="recompute finished units")
+    p_rep.add_argument("--paper", action="store_true",
+                       help="the paper's training sets and horizons (with no size option: "
+                            "--full)")
+    p_rep.add_argument("--even-angles", action="store_true",
+                       help="evenly spaced training angles instead of the paper's sets")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.out, seed=args.seed)
@@ -175,8 +183,11 @@ def main(argv=None) -> int:
         study = load_study(args.study)
     except FileNotFoundError as e:
         parser.error(f"sgntk reproduce {args.study}: {e}")
-    config = args.config or ("full" if args.full else "smoke" if args.smoke else "quick")
-    study.run(config, out=args.out, force=args.force)
+    default = "full" if args.paper else "quick"
+    config = args.config or ("full" if args.full else "smoke" if args.smoke else
+                             "quick" if args.quick else default)
+    study.run(config, out=args.out, force=args.force, paper=args.paper,
+              training_set="even" if args.even_angles else None)
     return 0
 
 
