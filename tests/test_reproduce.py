@@ -107,6 +107,10 @@ def test_config_files():
     full = E.load_config("full")
     assert full["fig3"]["n_networks"] == 500 and full["fig3"]["steps"] == 30000
     assert full["fig12"]["widths"] == [10, 100, 500, 1000]
+    # the paper's horizons (Fig. 1: 10 000 GD steps, Fig. 2: 1 000 SGL steps) and data sets
+    assert (full["fig12"]["steps_gd"], full["fig12"]["steps_sgl"]) == (10000, 1000)
+    assert full["data"]["training_set"] == "paper"
+    assert E.paper_config("full") == full  # --full already is --paper
     with pytest.raises(ValueError, match="config must be one of"):
         E.load_config("no-such-config")
     bad = E.load_config("smoke")
@@ -159,6 +163,8 @@ def test_circle_data_convention():
 
 
 def test_agreement_metrics_on_exact_gaussian_samples():
+    """KS statistic == scipy.stats.kstest per point (the study calls it), critical value from
+    scipy.stats.kstwo; a Gaussian sample passes, a shifted/narrowed prediction fails."""
     rng = np.random.default_rng(0)
     mu, var = np.linspace(-1, 1, 100) + 2.0, np.linspace(0.5, 2.0, 100)
     y = mu + np.sqrt(var) * rng.normal(size=(4000, 100))
@@ -167,3 +173,115 @@ def test_agreement_metrics_on_exact_gaussian_samples():
     assert m["rel_l2_mean"] < 3 * m["rel_l2_mean_noise"] and m["w1_over_std"] < 0.05
     m2 = E.agreement_metrics(y + 0.5, mu, 4 * var)
     assert m2["ks"] > 5 * m2["ks_crit95"] and abs(m2["var_ratio"] - 0.25) < 0.02
+
+
+# the paper's training sets as listed in the reference notes (sg-ntk.md Sec. 4, from the
+# paper's public code): Figs. 1-2 float32 angles, Fig. 3 indices into the 100 test angles
+_PAPER_FIG12 = [-1.1745926141738892, -2.4250686168670654, -2.4657034873962402,
+                1.0474662780761719, 1.8972047567367554, -2.9864375591278076,
+                -0.06456051766872406, -1.7713344097137451, 1.7098395824432373,
+                1.8946220874786377, 0.4341278076171875, 3.052441358566284,
+                -0.42121556401252747, 2.8263049125671387, 1.436213493347168]
+_PAPER_FIG3 = [54, 69, 18, 41, 23, 50, 65, 82, 63, 3, 0, 4, 58, 79, 95]
+
+
+def test_paper_training_sets_are_the_listed_values():
+    a12 = E.training_angles("paper", "fig12")
+    assert a12.tolist() == _PAPER_FIG12  # exact: the float32 values as Python floats
+    assert all(float(np.float32(a)) == a for a in a12)
+    a_test = 2 * np.pi * np.arange(100) / 100 - np.pi
+    assert E.training_angles("paper", "fig3").tolist() == a_test[_PAPER_FIG3].tolist()
+    np.testing.assert_array_equal(E.training_angles("even", "fig3"),
+                                  data.unit_circle()["a_train"])
+    with pytest.raises(ValueError, match="training_set must be one of"):
+        E.training_angles("random", "fig3")
+    with pytest.raises(ValueError, match="n_train = 15"):
+        E.training_angles("paper", "fig3", n_train=10)
+    # every unit of the full config trains on exactly those angles; --even-angles changes them
+    for cfg, fig12, fig3 in ((E.load_config("full"), _PAPER_FIG12, a_test[_PAPER_FIG3]),
+                             (E.paper_config("full", training_set="even"),
+                              data.unit_circle()["a_train"], data.unit_circle()["a_train"])):
+        us = E.units(cfg)
+        for key, u in us.items():
+            if key[0] == "fig12":
+                assert u.config["train_angles"] == list(fig12), u.name
+                assert u.config["steps"] == (10000 if key[1] == "gd" else 1000), u.name
+            elif key[0] in ("pred", "ensemble"):
+                assert u.config["train_angles"] == list(fig3), u.name
+        assert us[("pred", "sign-erf-L2-k1")].config["record_steps"][-1] == 30000
+    bad = E.load_config("smoke")
+    bad["data"]["training_set"] = "random"
+    with pytest.raises(ValueError, match="data.training_set"):
+        E.load_config(bad)
+
+
+def test_paper_config_sets_horizons_and_name():
+    q = E.paper_config("quick")
+    assert q["name"] == "quick-paper" and q["data"]["training_set"] == "paper"
+    assert (q["fig12"]["steps_gd"], q["fig12"]["steps_sgl"], q["fig3"]["steps"]) == \
+        (10000, 1000, 30000)
+    quick = E.load_config("quick")
+    assert q["fig3"]["record_steps"] == sorted(
+        {t for t in quick["fig3"]["record_steps"] if t < 30000} | {30000})
+    assert q["fig3"]["widths"] == quick["fig3"]["widths"]  # sizes kept
+    assert E.paper_config("quick", training_set="even")["name"] == "quick-paper-even"
+
+
+def test_cli_paper_and_even_angles(monkeypatch):
+    from sgntk import cli
+
+    calls = []
+    monkeypatch.setattr(E, "run", lambda config, **kw: calls.append((config, kw)))
+    cli.main(["reproduce", "eilers2024", "--paper"])
+    cli.main(["reproduce", "eilers2024", "--quick", "--paper", "--even-angles"])
+    cli.main(["reproduce", "eilers2024"])
+    assert calls[0][0] == "full" and calls[0][1]["paper"] and calls[0][1]["training_set"] is None
+    assert calls[1][0] == "quick" and calls[1][1]["paper"] and calls[1][1]["training_set"] == "even"
+    assert calls[2][0] == "quick" and not calls[2][1]["paper"]
+
+
+def test_blocks_resume_and_available_only(tmp_path):
+    """A split ensemble: blocks are units of their own; ``available_only`` summarises the
+    finished blocks and trains nothing; the combined ensemble is the blocks in order."""
+    cfg = E.load_config("smoke")
+    cfg["name"] = "blocks"
+    cfg["fig12"]["widths"] = []
+    cfg["b2"]["widths"] = []
+    cfg["beyond"].update(surrogates=[], depths=[])
+    cfg["fig3"].update(widths=[20], n_networks=6, block_networks=4, steps=20,
+                       record_steps=[0, 20])
+    out = str(tmp_path / "run")
+    r0 = E.run(cfg, out=out, progress=False, available_only=True)
+    assert r0["missing"] == 2 and r0["agreement"] == []
+    r1 = E.run(cfg, out=out, progress=False)
+    blocks = sorted(os.listdir(os.path.join(out, "ensembles")))
+    assert [b.split("-")[-2][-3:] for b in blocks] == ["_b0", "_b1"]
+    fin = [r for r in r1["agreement"] if r["final"]]
+    assert [r["n_networks"] for r in fin] == [6]
+    inf = [r for r in r1["agreement"] if r["prediction"] == "inf"]
+    assert len(inf) == 1 and inf[0]["step"] == 20
+    # t = inf: training points among the test points have zero predicted variance: not compared
+    assert 50 not in inf[0]["test_points_used"] and 10 in inf[0]["test_points_used"]
+    os.remove(os.path.join(out, "ensembles", blocks[1]))
+    r2 = E.run(cfg, out=out, progress=False, available_only=True)
+    assert r2["missing"] == 1 and r2["computed"] == 0
+    assert [r["n_networks"] for r in r2["agreement"] if r["final"]] == [4]
+    with np.load(os.path.join(out, "ensembles", blocks[0])) as z:
+        b0 = z["outputs"]
+    ens = E.ensemble(dict(E.units(cfg)[("ensemble", "sign-erf-L2-k1", 20, 0)].config))
+    np.testing.assert_array_equal(ens["outputs"], b0)
+    bad = E.load_config(cfg)
+    bad["fig3"]["block_networks"] = 0
+    with pytest.raises(ValueError, match="block_networks"):
+        E.load_config(bad)
+
+
+def test_paper_values_table_from_kernel_rows():
+    rows = E.fig12_rows(dict(n_test=100, depth=2, sigma_w=1.0, sigma_b=0.1, ms=[2, 5, 20],
+                             m_limit=[2, 5, 20]))
+    recs = {r["name"]: r for r in E.paper_values(rows)}
+    assert set(recs) == set(E.PAPER_VALUES)
+    for r in recs.values():  # every printed value is ours rounded to the printed digits
+        assert r["ours_rounded_equal"], r
+    txt = E.format_paper_values(list(recs.values()))
+    assert "2.4908" in txt and "-1.5448" in txt
