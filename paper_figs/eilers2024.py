@@ -88,7 +88,8 @@ def fig12(res, cfg, out, which):
                     ax.plot(da, np.arcsinh(y), color=c, lw=0.6, alpha=0.6,
                             label=f"n={w}" if k == 0 else None)
             ax.plot(da, np.arcsinh(an[f"{key}_m{m:g}"]), "k--", lw=1.5, label="analytic")
-            t = "t = 0" if when == "init" else f"after {f12['steps']} steps"
+            steps = f12.get("steps_gd" if which == 1 else "steps_sgl", f12.get("steps"))
+            t = "t = 0" if when == "init" else f"after {steps} steps"
             ax.set_title(f"m = {m:g}, {t}")
             ax.set_xlim(-np.pi, np.pi)
             ax.grid(alpha=0.3)
@@ -144,12 +145,25 @@ def _pred(res, tag):
     return _one(res, f"analytic/pred_{tag}_T*")
 
 
+def _ensemble(res, tag, w):
+    """All blocks of the ensemble ``tag`` at width ``w`` (a split ensemble's ``_b<k>`` units,
+    in block order), concatenated along the network axis."""
+    manifest = os.path.join(res, "units.json")
+    with open(manifest) as f:
+        names = sorted(n for n in json.load(f) if fnmatch.fnmatch(n, f"ensembles/{tag}_n{w}_N*"))
+    if len(names) <= 1:
+        return _one(res, f"ensembles/{tag}_n{w}_N*")
+    names.sort(key=lambda n: int(n.rsplit("_b", 1)[1]))
+    parts = [_one(res, n) for n in names]
+    return dict(parts[0], outputs=np.concatenate([p["outputs"] for p in parts]))
+
+
 def fig3a(res, cfg, out, scale, fname):
     f3 = cfg["fig3"]
     depth = cfg["net"]["depth"]
     tag = _setting_tag(f3["surrogate"], depth, scale)
     w = f3["show_width"] if scale == f3["output_scale"] else cfg["b2"]["widths"][-1]
-    e = _one(res, f"ensembles/{tag}_n{w}_N*")
+    e = _ensemble(res, tag, w)
     p = _pred(res, tag)
     data = load_unit(os.path.join(res, "data.npz"))
     a = data["a_test"]
@@ -165,6 +179,7 @@ def fig3a(res, cfg, out, scale, fname):
     ax.plot(a, p["nngp_posterior_mean"], "C2", lw=1.5, ls=":", label="NNGP posterior mean")
     ax.plot(a, data["y_test"], "k", lw=0.8, alpha=0.7, label="target g")
     ax.plot(data["a_train"], data["y_train"], "ko", ms=4, label="training points")
+    ax.plot(a, p["mean_inf"], "C1", lw=1, ls="-.", label="SG-NTK GP mean, t = inf")
     steps = int(e["record_steps"][-1])
     ax.set(xlabel="angle a", ylabel="f(x(a))",
            title=f"sign nets, width {w}, erf' surrogate, output scale {scale:g}, "
@@ -185,7 +200,7 @@ def fig3b(res, cfg, out):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(f3["widths"])))
     for c, w in zip(colors, f3["widths"]):
-        e = _one(res, f"ensembles/{tag}_n{w}_N*")
+        e = _ensemble(res, tag, w)
         ax.plot(a, e["outputs"][:, -1].mean(0), color=c, lw=1.5,
                 label=f"mean of {e['outputs'].shape[0]} nets, n={w}")
     ax.plot(a, p["mean"][-1], "C3", lw=2, ls="--", label="SG-NTK GP mean")
@@ -223,7 +238,7 @@ def fig_b3b4(res, cfg, out):
 def fig_agreement(res, cfg, out):
     with open(os.path.join(res, "agreement.json")) as f:
         ag = json.load(f)
-    recs = ag["records"]
+    recs = [r for r in ag["records"] if r.get("prediction", "t") == "t"]
     tags = list(dict.fromkeys(r["setting"] for r in recs))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     for i, tag in enumerate(tags):
@@ -267,13 +282,16 @@ def main(argv=None):
         cfg = json.load(f)
     out = args.out or os.path.join(HERE, "eilers2024", cfg["name"])
     os.makedirs(out, exist_ok=True)
-    made = [fig12(args.results, cfg, out, 1), fig12(args.results, cfg, out, 2),
-            fig3a(args.results, cfg, out, cfg["fig3"]["output_scale"], "fig3a.png"),
-            fig3a(args.results, cfg, out, cfg["b2"]["output_scale"], "figB2.png"),
-            fig3b(args.results, cfg, out), fig_b3b4(args.results, cfg, out),
-            fig_agreement(args.results, cfg, out)]
+    made = []
+    if cfg["fig12"]["widths"]:
+        made += [fig12(args.results, cfg, out, 1), fig12(args.results, cfg, out, 2),
+                 fig_b3b4(args.results, cfg, out)]
+    made.append(fig3a(args.results, cfg, out, cfg["fig3"]["output_scale"], "fig3a.png"))
+    if cfg["b2"]["widths"]:
+        made.append(fig3a(args.results, cfg, out, cfg["b2"]["output_scale"], "figB2.png"))
+    made += [fig3b(args.results, cfg, out), fig_agreement(args.results, cfg, out)]
     for name in ("agreement.json", "agreement.txt", "kernel_mse.json", "config.json",
-                 "versions.json", "summary.json"):
+                 "versions.json", "summary.json", "paper_values.json", "paper_values.txt"):
         src = os.path.join(args.results, name)
         if os.path.exists(src):
             shutil.copyfile(src, os.path.join(out, name))
