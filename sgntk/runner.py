@@ -27,18 +27,30 @@ executor=ex)`` calls ``ex.submit(run_unit, unit, out, force=force)`` for every u
 missing and waits with :func:`concurrent.futures.as_completed`; the worker computes *and writes*
 the file, so resume and atomicity hold per worker. Any object whose ``submit(fn, *args,
 **kwargs)`` returns a :class:`concurrent.futures.Future` plugs in:
-``concurrent.futures.ThreadPoolExecutor`` / ``ProcessPoolExecutor`` work as they are (for
-processes, units and their ``fn`` must be picklable -- module-level functions -- and the pool should
-use ``mp_context=multiprocessing.get_context("spawn")``: forking a process that runs JAX threads
-can deadlock), and a Ray backend is a small adapter,
-``submit = lambda f, *a, **k: ray.remote(f).remote(*a, **k).future()`` (``out`` must then be a
-folder every worker can write, e.g. a shared file system). Ray is not a dependency of sgntk.
+
+* ``concurrent.futures.ThreadPoolExecutor`` / ``ProcessPoolExecutor`` work as they are (for
+  processes, units and their ``fn`` must be picklable -- module-level functions -- and the pool
+  should use ``mp_context=multiprocessing.get_context("spawn")``: forking a process that runs JAX
+  threads can deadlock);
+* :class:`RayExecutor` runs each unit as a Ray task (``pip install -e ".[distributed]"``): a
+  local Ray started embedded (``RayExecutor()``, ``num_workers`` CPUs) or an existing cluster
+  (``RayExecutor("ray://head:10001")`` / ``"auto"``). Each task calls :func:`run_unit`, so it
+  writes the same atomic unit file as the in-process run (``out`` must be a folder every worker
+  can write: local disk for local Ray, a shared file system on a cluster). A task whose worker
+  dies (killed, out of memory, node lost) is retried by Ray up to ``max_retries`` times; units
+  that finished are on disk and are never recomputed. An exception raised by a unit's ``fn`` is
+  not retried (it would fail again): it propagates as in the in-process run.
+* ``with executor(args) as ex:`` turns the command-line flags ``--ray`` / ``--ray-address
+  ADDR`` / ``--workers N`` (:func:`add_executor_arguments`) into ``None`` (in process, the
+  default) or a started :class:`RayExecutor`; ``sgntk reproduce`` and
+  ``experiments/randman.py`` use them.
 
 Checked by ``tests/test_runner.py`` (resume, force, stale configs, interruption, executors).
 """
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import math
@@ -52,7 +64,7 @@ import numpy as np
 from ._util import read_npz, write_json, write_npz
 
 __all__ = ["Unit", "UnitResult", "RunResult", "config_hash", "unit_path", "run_unit",
-           "map_units", "load_unit"]
+           "map_units", "load_unit", "RayExecutor", "executor", "add_executor_arguments"]
 
 _FORMATS = ("npz", "json")
 _NAME = re.compile(r"^[A-Za-z0-9_.+=,-]+(/[A-Za-z0-9_.+=,-]+)*$")
@@ -266,6 +278,9 @@ def map_units(units: Iterable[Unit], out, *, executor: Any = None, force: bool =
             except BaseException:
                 for fut in futures:
                     fut.cancel()
+                cancel = getattr(executor, "cancel_pending", None)  # e.g. RayExecutor's tasks
+                if cancel is not None:
+                    cancel()
                 raise
     ordered = [results[u.name] for u in units]
     return RunResult(values={r.name: r.value for r in ordered},
@@ -273,3 +288,188 @@ def map_units(units: Iterable[Unit], out, *, executor: Any = None, force: bool =
                      computed=tuple(r.name for r in ordered if r.computed),
                      skipped=tuple(r.name for r in ordered if not r.computed),
                      seconds=time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------ Ray executor
+def _import_ray():
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError("the Ray executor needs Ray: pip install -e \".[distributed]\" "
+                          "(or pip install 'ray>=2.9')") from e
+    return ray
+
+
+def _shipped_module(fn):
+    """The module of a unit's ``fn`` when its code has to travel with the task (Ray pickles it by
+    value): anything outside the ``sgntk`` package and outside installed packages -- scripts,
+    ``experiments/*/study.py`` loaded from a path, test modules -- which a worker (in particular
+    a cluster node) may not be able to import by name. None otherwise."""
+    import sys
+    while hasattr(fn, "func"):   # functools.partial
+        fn = fn.func
+    name = getattr(fn, "__module__", None) or type(fn).__module__
+    mod = sys.modules.get(name)
+    if mod is None or name == "__main__" or name.split(".")[0] in ("sgntk",):
+        return None
+    path = os.path.abspath(getattr(mod, "__file__", None) or "")
+    if not path or any(part in ("site-packages", "dist-packages") for part in path.split(os.sep)):
+        return None
+    return mod
+
+
+class RayExecutor:
+    """Run each unit as a Ray task (``map_units(units, out, executor=RayExecutor())``).
+
+    Args:
+      address: None or ``"local"`` starts a local Ray embedded in this process (stopped by
+        :meth:`shutdown` / leaving the ``with`` block); ``"auto"`` or ``"ray://host:10001"`` (or
+        ``"host:6379"``) connects to an existing cluster (left running). If Ray is already
+        initialised in this process it is used as it is.
+      num_workers: CPUs of the embedded local Ray (= units at a time with ``cpus_per_unit=1``);
+        default all CPUs of the machine. Ignored for a cluster (its nodes decide).
+      cpus_per_unit: Ray CPUs reserved per unit (``num_cpus`` of each task).
+      gpus_per_unit: Ray GPUs reserved per unit (``num_gpus``; 0 by default).
+      max_retries: how many times Ray reruns a unit whose worker process died (killed, out of
+        memory, node lost) before the sweep fails; finished units are on disk either way. A
+        Python exception raised by the unit is not retried.
+      init_kwargs: further keyword arguments of ``ray.init`` (``runtime_env``, ...).
+
+    Unit functions from modules a worker cannot import by name (scripts, experiment studies
+    loaded from a path, test modules) are shipped with the task (cloudpickle by value); the
+    ``sgntk`` package itself must be installed on every node. ``out`` must be writable by every
+    worker (a shared file system on a cluster). Each worker computes and writes its unit's file
+    with :func:`run_unit`, so the files are the same as those of an in-process run.
+    """
+
+    def __init__(self, address: Optional[str] = None, *, num_workers: Optional[int] = None,
+                 cpus_per_unit: float = 1, gpus_per_unit: float = 0, max_retries: int = 3,
+                 init_kwargs: Optional[Mapping] = None):
+        if num_workers is not None and (isinstance(num_workers, bool) or
+                                        not isinstance(num_workers, int) or num_workers < 1):
+            raise ValueError(f"num_workers must be an integer >= 1 or None; got {num_workers!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0; got {max_retries!r}")
+        if not (cpus_per_unit > 0):
+            raise ValueError(f"cpus_per_unit must be > 0; got {cpus_per_unit!r}")
+        if not (gpus_per_unit >= 0):
+            raise ValueError(f"gpus_per_unit must be >= 0; got {gpus_per_unit!r}")
+        self.address = address
+        self.num_workers = num_workers
+        self.cpus_per_unit = cpus_per_unit
+        self.gpus_per_unit = gpus_per_unit
+        self.max_retries = max_retries
+        self.init_kwargs = dict(init_kwargs or {})
+        self._ray = None
+        self._started = False
+        self._remote = None
+        self._refs: list = []
+        self._shipped: set = set()
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> "RayExecutor":
+        """Initialise Ray (embedded local instance or connection to ``address``)."""
+        if self._ray is not None:
+            return self
+        ray = _import_ray()
+        if not ray.is_initialized():
+            kw = dict(include_dashboard=False, **self.init_kwargs)
+            if self.address in (None, "local"):
+                kw.setdefault("num_cpus", self.num_workers)
+                ray.init(address="local", **kw)
+            else:
+                ray.init(address=self.address, **kw)
+            self._started = True
+        self._ray = ray
+        self._remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False,
+                                  num_cpus=self.cpus_per_unit,
+                                  num_gpus=self.gpus_per_unit)(_run_unit_task)
+        return self
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Cancel pending tasks if asked; stop Ray if this executor started it."""
+        if self._ray is None:
+            return
+        if cancel_futures:
+            self.cancel_pending()
+        if self._started:
+            self._ray.shutdown()
+        self._ray, self._remote, self._started, self._refs = None, None, False, []
+
+    def __enter__(self) -> "RayExecutor":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.shutdown(cancel_futures=exc_type is not None)
+
+    # -------------------------------------------------------------- executor protocol
+    def submit(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
+        """``fn(*args, **kwargs)`` as a Ray task; a :class:`concurrent.futures.Future`."""
+        self.start()
+        for a in args:
+            if isinstance(a, Unit):
+                mod = _shipped_module(a.fn)
+                if mod is not None and mod.__name__ not in self._shipped:
+                    from ray import cloudpickle
+                    cloudpickle.register_pickle_by_value(mod)
+                    self._shipped.add(mod.__name__)
+        ref = self._remote.remote(fn, *args, **kwargs)
+        self._refs.append(ref)
+        return ref.future()
+
+    def cancel_pending(self) -> None:
+        """Cancel the Ray tasks submitted through this executor that have not finished
+        (called by :func:`map_units` on an error or interrupt)."""
+        if self._ray is None:
+            return
+        for ref in self._refs:
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - finished or already gone
+                pass
+        self._refs = []
+
+
+def _run_unit_task(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------ command line
+def add_executor_arguments(parser) -> None:
+    """Add ``--ray``, ``--ray-address ADDR`` and ``--workers N`` to an ``argparse`` parser
+    (read back with :func:`executor`)."""
+    g = parser.add_argument_group("distributed units (Ray; pip install -e \".[distributed]\")")
+    g.add_argument("--ray", action="store_true",
+                   help="run each unit as a task on a local Ray started here")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run each unit as a task on an existing Ray cluster "
+                        "('auto', 'ray://host:10001'); implies --ray")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="units at a time on the local Ray (default: all CPUs)")
+
+
+@contextlib.contextmanager
+def executor(args=None, *, ray: bool = False, ray_address: Optional[str] = None,
+             workers: Optional[int] = None, **ray_kwargs):
+    """Context manager giving the executor the flags ask for: ``None`` (units in process, the
+    default) or a started :class:`RayExecutor` (an embedded Ray is stopped on exit)::
+
+        with runner.executor(args) as ex:
+            runner.map_units(units, out, executor=ex)
+
+    ``args`` is an ``argparse.Namespace`` from a parser with :func:`add_executor_arguments`;
+    or give ``ray``/``ray_address``/``workers`` directly (``ray_kwargs``: more
+    :class:`RayExecutor` options).
+    """
+    if args is not None:
+        ray = getattr(args, "ray", False)
+        ray_address = getattr(args, "ray_address", None)
+        workers = getattr(args, "workers", None)
+    if not (ray or ray_address):
+        if workers is not None:
+            raise ValueError("workers (--workers) is for the Ray executor: add --ray "
+                             "(or --ray-address)")
+        yield None
+        return
+    with RayExecutor(ray_address, num_workers=workers, **ray_kwargs) as ex:
+        yield ex

@@ -173,3 +173,45 @@ def test_bad_units_raise_value_errors(tmp_path):
     # the same unit twice runs once
     r = map_units([Unit("a", square, {"n": 1})] * 2, tmp_path, progress=False)
     assert r.computed == ("a",)
+
+
+# ------------------------------------------------------------------------------ executor flags
+def test_executor_flags_default_to_in_process():
+    """``--ray``/``--ray-address``/``--workers`` (the Ray executor itself is tested in
+    tests/test_distributed.py, marker ``distributed``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    runner.add_executor_arguments(ap)
+    args = ap.parse_args([])
+    assert (args.ray, args.ray_address, args.workers) == (False, None, None)
+    with runner.executor(args) as ex:
+        assert ex is None                      # default: units run in process
+    args = ap.parse_args(["--ray-address", "ray://head:10001", "--workers", "3"])
+    assert args.ray_address == "ray://head:10001" and args.workers == 3
+    with pytest.raises(ValueError, match="--workers"):
+        with runner.executor(ap.parse_args(["--workers", "2"])):
+            pass
+
+
+def test_ray_executor_validates_its_arguments():
+    with pytest.raises(ValueError, match="num_workers"):
+        runner.RayExecutor(num_workers=0)
+    with pytest.raises(ValueError, match="max_retries"):
+        runner.RayExecutor(max_retries=-1)
+    with pytest.raises(ValueError, match="cpus_per_unit"):
+        runner.RayExecutor(cpus_per_unit=0)
+    ex = runner.RayExecutor(num_workers=2)     # nothing started until used
+    assert ex._ray is None
+    ex.shutdown()
+
+
+def test_unit_code_shipped_to_workers_unless_installed():
+    import functools
+
+    import sgntk.kernels
+
+    assert runner._shipped_module(square).__name__ == __name__   # a test module: shipped
+    assert runner._shipped_module(functools.partial(square, scale=2.0)).__name__ == __name__
+    assert runner._shipped_module(sgntk.kernels.mlp) is None      # sgntk: installed on workers
+    assert runner._shipped_module(np.sum) is None                 # site-packages
