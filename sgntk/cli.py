@@ -8,7 +8,9 @@ minute on a laptop CPU. This module never imports matplotlib itself.
 
 ``sgntk reproduce <study> [--smoke|--quick|--full|--config C] [--paper] [--even-angles]`` runs
 ``experiments/<study>/study.py`` of a source checkout (:func:`load_study`; the experiments are
-not part of the installed package). ``--paper`` applies the paper's training sets and horizons
+not part of the installed package); ``--ray`` runs its units as tasks on a local Ray
+(``--workers N`` at a time), ``--ray-address ADDR`` on an existing cluster
+(:class:`sgntk.runner.RayExecutor`). ``--paper`` applies the paper's training sets and horizons
 (alone it means ``--full``, which has them already); ``--even-angles`` spaces the training
 angles evenly instead.
 """
@@ -23,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import plotting
+from . import plotting, runner
 from ._util import write_json
 
 __all__ = ["demo", "demo_results", "experiments_dir", "load_study", "main"]
@@ -175,6 +177,7 @@ def main(argv=None) -> int:
                             "--full)")
     p_rep.add_argument("--even-angles", action="store_true",
                        help="evenly spaced training angles instead of the paper's sets")
+    runner.add_executor_arguments(p_rep)   # --ray, --ray-address ADDR, --workers N
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(args.out, seed=args.seed)
@@ -186,8 +189,10 @@ def main(argv=None) -> int:
     default = "full" if args.paper else "quick"
     config = args.config or ("full" if args.full else "smoke" if args.smoke else
                              "quick" if args.quick else default)
-    study.run(config, out=args.out, force=args.force, paper=args.paper,
-              training_set="even" if args.even_angles else None)
+    with runner.executor(args) as ex:   # None (in process) unless --ray / --ray-address
+        study.run(config, out=args.out, force=args.force, paper=args.paper,
+                  training_set="even" if args.even_angles else None,
+                  **({} if ex is None else {"executor": ex}))
     return 0
 
 
