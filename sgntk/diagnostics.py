@@ -388,7 +388,7 @@ def lif_backward_gain(x, *, config: _lif.LIFConfig, sigma_w=1.0, recurrent: bool
             def out(eps):
                 def step(st, inp):
                     d, e = inp
-                    st = _lif.LIFState(st.i, st.u + e)
+                    st = _lif.LIFState(st.current, st.membrane + e)
                     return _lif.lif_step(st, d, cfg, w_rec=p.w_rec)
 
                 z = jnp.zeros((width,), jnp.float64)

@@ -1,0 +1,339 @@
+"""Validate ``sgntk.select`` against real LIF training (issue 8).
+
+Usage::
+
+    python experiments/selection/validation.py train   [--task randman|digits|all] [--config C]
+    python experiments/selection/validation.py predict [--task ...]
+    python experiments/selection/validation.py analyse [--task ...]
+    python experiments/selection/validation.py all                 # the three in order
+    python experiments/selection/validation.py all --smoke         # tiny, CI-sized
+
+Config: ``experiments/selection/validation.json`` (the only copy: seeds, training settings,
+tasks, the list of configurations). Every (task, configuration, seed) training run and every
+(task, configuration) prediction is one :class:`sgntk.runner.Unit`, written atomically to
+``<out>/<task>/train/...json`` / ``<out>/<task>/predict/...json`` as it finishes, so an
+interrupted run resumes where it stopped (run it under ``nice -n 10`` in the background).
+``analyse`` reads the finished units only and writes ``<out>/<task>/validation.json``: Spearman
+rank correlations (with bootstrap 95 % intervals over configurations) between the predicted score
+and the measured test accuracy, and between the predicted and the measured training loss at
+``fixed_epoch``; whether the predicted best configuration is in the measured top 3; the same for
+the Herranz-Celotti & Rouat baseline; and the Zenke & Vogels / Herranz-Celotti questions (shape
+at matched scale, scale sensitivity with differentiable reset or recurrence, robustness of
+fast-sigmoid). Figures: ``python paper_figs/selection.py <out>``.
+
+Default output: ``experiments/results/selection``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CONFIG = os.path.join(HERE, "validation.json")
+DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "results", "selection")
+
+SMOKE = dict(seeds=[0], train=dict(nb_samples=20, batch_size=50, epochs=2),
+             predict=dict(n_sample=8, n_networks=2, width=32), n_configs=4, nb_steps=30)
+
+
+# ----------------------------------------------------------------------------- config
+def load_spec(path=DEFAULT_CONFIG, *, smoke: bool = False) -> dict:
+    with open(path) as f:
+        spec = json.load(f)
+    if smoke:
+        spec["seeds"] = SMOKE["seeds"]
+        spec["train"].update(SMOKE["train"])
+        spec["predict"].update(SMOKE["predict"])
+        spec["configs"] = spec["configs"][:: max(1, len(spec["configs"]) // SMOKE["n_configs"])][
+            : SMOKE["n_configs"]]
+        for t in spec["tasks"].values():
+            t["nb_steps"] = SMOKE["nb_steps"]
+        spec["smoke"] = True
+    return spec
+
+
+def task_data(task: str, spec: dict):
+    """``sgntk.data.Split`` of a task (seeded by ``train.data_seed``)."""
+    from sgntk import data
+
+    t = spec["tasks"][task]
+    seed = spec["train"]["data_seed"]
+    if task == "randman":
+        ds = data.randman(nb_classes=t["nb_classes"], nb_units=t["nb_units"],
+                          nb_steps=t["nb_steps"], nb_samples=spec["train"]["nb_samples"],
+                          seed=seed)
+    elif task == "digits":
+        ds = data.latency_digits(nb_steps=t["nb_steps"], step_frac=t["step_frac"])
+        n = 200 if spec.get("smoke") else t.get("n_samples", len(ds.labels))
+        keep = np.random.default_rng(seed).permutation(len(ds.labels))[:n]
+        ds = data.SpikeData(ds.spikes[keep], ds.labels[keep])
+    else:
+        raise ValueError(f"unknown task {task!r}; valid: randman, digits")
+    return data.split(ds, (0.8, 0.1, 0.1), seed=seed)
+
+
+def train_config(point: dict, spec: dict, seed: int):
+    """:class:`sgntk.lif_train.TrainConfig` of one grid point (sgntk surrogate parameters).
+
+    TrainConfig takes SuperSpike's beta for fast_sigmoid (sharpness = beta / 2) and the
+    sharpness itself for other shapes; ``tail`` is not a TrainConfig field, so q_pseudo_spike
+    trains with its default tail q = 2.
+    """
+    from sgntk import lif_train
+
+    beta = 2.0 * point["sharpness"] if point["shape"] == "fast_sigmoid" else point["sharpness"]
+    tr = spec["train"]
+    return lif_train.TrainConfig(
+        surrogate=point["shape"], beta=beta, dampening=point["dampening"],
+        sigma_w=point["sigma_w"], threshold=point["threshold"], reset=point["reset"],
+        detach_reset=point["detach_reset"], recurrent=point["recurrent"], init=tr["init"],
+        readout=tr["readout"], lr=tr["lr"], batch_size=tr["batch_size"], epochs=tr["epochs"],
+        seed=seed)
+
+
+# ----------------------------------------------------------------------------- units
+_DATA_CACHE: dict = {}
+
+
+def _cached_data(task, spec):
+    key = (task, json.dumps(spec["tasks"][task], sort_keys=True), spec["train"]["nb_samples"],
+           spec["train"]["data_seed"], bool(spec.get("smoke")))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = task_data(task, spec)
+    return _DATA_CACHE[key]
+
+
+def _init_state(tc, n_in: int, n_out: int):
+    """Parameters and Adam state exactly as :func:`sgntk.lif_train.train` makes them."""
+    import jax
+    import optax
+
+    from sgntk import lif
+
+    k_init, k_train = jax.random.split(jax.random.key(tc.seed))
+    params = lif.init_snn(k_init, n_in, tc.n_hidden, n_out, init=tc.init,
+                          recurrent=tc.recurrent, sigma_w=tc.sigma_w, sigma_out=tc.sigma_out)
+    return params, optax.adam(tc.lr).init(params), k_train
+
+
+_EPOCH_CACHE: dict = {}
+
+
+def _epoch_fn(n_train: int, bs: int, lr: float):
+    """One epoch of :func:`sgntk.lif_train.train` (same shuffling, minibatches, loss and Adam
+    update), vmapped over seeds and jitted with the LIF config as an argument, so one
+    compilation serves every configuration with the same static fields."""
+    import jax
+    import optax
+
+    from sgntk import lif_train
+
+    key_ = (n_train, bs, lr)
+    if key_ in _EPOCH_CACHE:
+        return _EPOCH_CACHE[key_]
+    opt = optax.adam(lr)
+    n_batches = n_train // bs
+
+    def one(params, opt_state, key, xs, ys, lif_config, reg):
+        key, sub = jax.random.split(key)
+        perm = jax.random.permutation(sub, n_train)[: n_batches * bs].reshape(n_batches, bs)
+
+        def update(carry, idx):
+            p, o = carry
+            (loss, aux), g = jax.value_and_grad(lif_train.loss_fn, has_aux=True)(
+                p, xs[idx], ys[idx], lif_config=lif_config, reg=reg)
+            upd, o = opt.update(g, o, p)
+            return (optax.apply_updates(p, upd), o), (loss, aux["ce"], aux["acc"])
+
+        (params, opt_state), (loss, ce, acc) = jax.lax.scan(update, (params, opt_state), perm)
+        return params, opt_state, key, dict(loss=loss.mean(), ce=ce.mean(), acc=acc.mean())
+
+    fn = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None)))
+    _EPOCH_CACHE[key_] = fn
+    return fn
+
+
+def train_seeds(point: dict, spec: dict, splits, seeds) -> list:
+    """Train one configuration for several seeds at once (vmap over seeds).
+
+    Same computation as :func:`sgntk.lif_train.train` per seed (checked by
+    ``tests/test_select.py::test_validation_trainer_equals_lif_train``), without its per-run
+    compilation: the validation grid would otherwise spend most of its time compiling.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from sgntk import lif_train
+
+    tcs = [train_config(point, spec, s) for s in seeds]
+    lc = lif_train.make_lif_config(tcs[0])
+    tr = splits.train
+    n_in = tr.spikes.shape[2]
+    n_out = int(max(tr.labels.max(), splits.test.labels.max())) + 1
+    states = [_init_state(tc, n_in, n_out) for tc in tcs]
+    params, opt_state, keys = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *states)
+    n_train = len(tr.labels)
+    bs = min(tcs[0].batch_size, n_train)
+    epoch = _epoch_fn(n_train, bs, tcs[0].lr)
+    reg = lif_train._reg(tcs[0])
+    xs, ys = jnp.asarray(tr.spikes), jnp.asarray(tr.labels)
+    hist = [dict(loss=[], ce=[], train_acc=[], val_acc=[]) for _ in seeds]
+    for _ in range(tcs[0].epochs):
+        params, opt_state, keys, m = epoch(params, opt_state, keys, xs, ys, lc, reg)
+        for i in range(len(seeds)):
+            p_i = jax.tree_util.tree_map(lambda v: v[i], params)
+            val = lif_train.evaluate(p_i, splits.val.spikes, splits.val.labels, lif_config=lc)
+            hist[i]["loss"].append(float(m["loss"][i]))
+            hist[i]["ce"].append(float(m["ce"][i]))
+            hist[i]["train_acc"].append(float(m["acc"][i]))
+            hist[i]["val_acc"].append(val["accuracy"])
+    out = []
+    for i in range(len(seeds)):
+        p_i = jax.tree_util.tree_map(lambda v: v[i], params)
+        test = lif_train.evaluate(p_i, splits.test.spikes, splits.test.labels, lif_config=lc)
+        out.append(dict(history=hist[i], test_accuracy=test["accuracy"], test_ce=test["ce"],
+                        test=test, finite=bool(np.all(np.isfinite(hist[i]["loss"]))),
+                        train_config=dataclasses.asdict(tcs[i])))
+    return out
+
+
+def train_unit(cfg: dict) -> dict:
+    """All seeds of one configuration: ``cfg = {task, point, seeds, spec}``."""
+    t0 = time.perf_counter()
+    spec = cfg["spec"]
+    splits = _cached_data(cfg["task"], spec)
+    runs = train_seeds(cfg["point"], spec, splits, cfg["seeds"])
+    return dict(runs=runs, seeds=cfg["seeds"], wall_time_s=time.perf_counter() - t0)
+
+
+def predict_unit(cfg: dict) -> dict:
+    """Diagnostics and score of one configuration on a sample of the task's training data."""
+    from sgntk import select
+
+    spec = cfg["spec"]
+    splits = _cached_data(cfg["task"], spec)
+    p = spec["predict"]
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(splits.train.labels), size=p["n_sample"], replace=False)
+    x = splits.train.spikes[idx]
+    y = splits.train.labels[idx]
+    net = select.LIFNetwork(n_networks=p["n_networks"], width=p["width"])
+    return select.evaluate_point(net, x, y, point=cfg["point"], train_steps=p["train_steps"],
+                                 seed=0)
+
+
+def units(spec: dict, task: str, kind: str):
+    from sgntk.runner import Unit
+
+    out = []
+    # training units hash only what training depends on (changing the prediction settings
+    # must not retrain); prediction units also hash the prediction settings and version.
+    keys = ("train", "tasks") if kind == "train" else ("train", "tasks", "predict", "version")
+    slim = {k: spec[k] for k in keys}
+    slim["smoke"] = bool(spec.get("smoke"))
+    for point in spec["configs"]:
+        if kind == "train":
+            out.append(Unit(f"{task}/train/{point['name']}", train_unit,
+                            dict(task=task, point=point, seeds=spec["seeds"], spec=slim),
+                            fmt="json"))
+        else:
+            out.append(Unit(f"{task}/predict/{point['name']}", predict_unit,
+                            dict(task=task, point=point, spec=slim), fmt="json"))
+    return out
+
+
+# ----------------------------------------------------------------------------- analysis
+def analyse(spec: dict, task: str, out: str) -> dict:
+    """Correlations of predictions with measured training (see the module docstring)."""
+    from sgntk import select
+    from sgntk.runner import map_units
+
+    tr = map_units(units(spec, task, "train"), out, progress=False).values
+    pr = map_units(units(spec, task, "predict"), out, progress=False).values
+    fe = spec["fixed_epoch"] - 1
+    rows = []
+    for i, point in enumerate(spec["configs"]):
+        runs = tr[f"{task}/train/{point['name']}"]["runs"]
+        pred = pr[f"{task}/predict/{point['name']}"]
+        acc = [r["test_accuracy"] for r in runs]
+        ce = [r["history"]["ce"][min(fe, len(r["history"]["ce"]) - 1)] for r in runs]
+        rows.append(dict(name=point["name"], point=point, half="A" if i % 2 == 0 else "B",
+                         test_accuracy=float(np.mean(acc)), test_accuracy_seeds=acc,
+                         test_accuracy_sem=float(np.std(acc, ddof=1) / np.sqrt(len(acc)))
+                         if len(acc) > 1 else float("nan"),
+                         train_ce=float(np.mean(ce)), train_ce_seeds=ce,
+                         score=pred["score"], hc_score=pred["hc_score"],
+                         predicted_loss=pred["predicted_loss"], diagnostics=pred["diagnostics"]))
+    result = dict(task=task, n_configs=len(rows), seeds=spec["seeds"],
+                  fixed_epoch=spec["fixed_epoch"], rows=rows,
+                  correlations=select.validation_table(rows, seed=0),
+                  questions=questions(rows))
+    return result
+
+
+def questions(rows) -> dict:
+    """Numbers for the three literature claims (Zenke & Vogels; Herranz-Celotti & Rouat)."""
+    by = {r["name"]: r for r in rows}
+    shapes = ["triangular", "exponential", "fast_sigmoid", "rectangular", "sigmoid", "gaussian",
+              "cauchy", "q_pseudo_spike", "erf", "straight_through"]
+    out = {}
+    for cond in ("ff_detached", "rec_diff"):
+        accs = {s: by[f"{s}_{cond}"]["test_accuracy"] for s in shapes if f"{s}_{cond}" in by}
+        if accs:
+            v = np.array(list(accs.values()))
+            out[f"shape_spread_{cond}"] = dict(accuracy=accs, spread=float(v.max() - v.min()),
+                                               std=float(v.std()))
+    for cond in ("ff_detached", "ff_diff", "rec_detached"):
+        names = [f"fast_sigmoid_{lab}_{cond}" for lab in
+                 ("sharp0.1x", "sharp10x", "damp0.1x", "damp10x")]
+        base = "fast_sigmoid_" + cond
+        accs = {n: by[n]["test_accuracy"] for n in names + [base] if n in by}
+        if accs:
+            v = np.array(list(accs.values()))
+            out[f"scale_spread_{cond}"] = dict(accuracy=accs, spread=float(v.max() - v.min()))
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("phase", choices=["train", "predict", "analyse", "all"])
+    ap.add_argument("--task", default="all", choices=["randman", "digits", "all"])
+    ap.add_argument("--config", default=DEFAULT_CONFIG)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from sgntk._util import write_json
+    from sgntk.runner import map_units
+
+    spec = load_spec(args.config, smoke=args.smoke)
+    out = args.out or (DEFAULT_OUT + ("-smoke" if args.smoke else ""))
+    tasks = ["randman", "digits"] if args.task == "all" else [args.task]
+    phases = ["train", "predict", "analyse"] if args.phase == "all" else [args.phase]
+    for phase in phases:
+        for task in tasks:
+            if phase in ("train", "predict"):
+                r = map_units(units(spec, task, phase), out, force=args.force,
+                              progress=not args.no_progress, desc=f"{task} {phase}")
+                print(f"{task} {phase}: {len(r.computed)} computed, {len(r.skipped)} reused, "
+                      f"{r.seconds:.0f} s", flush=True)
+            else:
+                res = analyse(spec, task, out)
+                res["spec"] = {k: v for k, v in spec.items() if k != "configs"}
+                write_json(os.path.join(out, task, "validation.json"), res)
+                from sgntk import select
+                print(select.format_validation(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,606 @@
+r"""Choose a surrogate and an initialisation before training, from the SG-NTK.
+
+For every point of a grid (surrogate shape x sharpness x dampening x tail x weight scale x
+threshold x reset x recurrence) :func:`evaluate_point` computes the diagnostics of
+:mod:`sgntk.diagnostics` on a data sample and one **score**; :func:`run_grid` runs a grid
+resumably (:mod:`sgntk.runner`, one JSON file per point, progress bar) and :func:`ranked`
+/ :func:`format_table` / :func:`recommend` turn it into a ranked table with a recommendation
+and the reasons. ``sgntk select`` is the command line (:func:`main`).
+
+The score (higher is better; no fitted weights)
+------------------------------------------------
+``score = kernel cross-validated accuracy`` of the linearised SGL dynamics: the sample's
+SG-NTK ``I(X, X)`` (true derivative on the evaluation side, surrogate on the training side) is
+split into ``folds`` folds; on each, the dynamics ``f <- f - eta I(X_tr, X_tr)(f - Y)`` run for
+``train_steps`` steps at ``eta = lr_fraction * eta_max`` (:func:`sgntk.diagnostics.max_stable_learning_rate`;
+``1 / ||I||`` if no rate is stable), and the held-out fold is predicted through
+``I(X_te, X_tr)`` (:func:`sgntk.diagnostics.kernel_regression`); the score is the mean
+held-out argmax accuracy (classification) or minus the held-out MSE relative to the target
+variance (regression). It therefore rewards kernels that *train* (spectrum: positive real
+parts, conditioning, alignment with the targets) *and generalise*, and it is scale-free: a
+surrogate multiplied by a constant gives the same score.
+
+``optimizer="adam"`` (default; what spiking networks are trained with): Adam divides every
+parameter's update by its gradient's RMS, so the kernel that governs the first steps is
+approximately the sum of the per-layer kernels, each normalised (here by its mean diagonal):
+the readout-weight part (the NNGP ``S``) and the hidden part ``I - S``. With
+``optimizer="sgd"`` the SG-NTK is used as it is.
+
+Reported beside it (in the table and JSON, not in the score): the kernel-predicted relative
+training loss after ``train_steps`` steps (``predicted_loss``), the spectrum
+(:class:`sgntk.diagnostics.Spectrum`), the surrogate backward gain over the time window or the
+depth (``log10``), and the **Herranz-Celotti & Rouat baseline**: their condition that the
+one-step backward variance equal 1 (:func:`sgntk.diagnostics.herranz_celotti_gain`), as the
+score ``hc_score = -|log10 gain|``.
+
+How far to trust it: ``experiments/selection/validation.py`` trains the grid points with
+``sgntk.lif_train``'s loss and reports rank correlations (README section "Choosing a
+surrogate"). The kernel describes the early, linearised phase of training at initialisation;
+it knows nothing of the learning-rate schedule, the max-over-time readout used for training
+(the kernel uses a sum readout), or activity regularisers.
+
+Tests: ``tests/test_select.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import diagnostics as D
+from . import lif as _lif
+from . import surrogates as _sg
+from ._x64 import float64
+
+__all__ = ["LIFNetwork", "MLPNetwork", "evaluate_point", "expand_grid", "run_grid", "ranked",
+           "format_table", "recommend", "validation_table", "format_validation", "spearman",
+           "bootstrap_spearman", "SCORE_DOC", "DEFAULT_GRID", "main"]
+
+SCORE_DOC = ("score = mean held-out argmax accuracy of the linearised SGL dynamics under the "
+             "sample's SG-NTK (k-fold, t steps at half the largest stable rate; layers "
+             "normalised for Adam); higher is better")
+
+#: The default grid of ``sgntk select`` (200 points for a LIF layer).
+DEFAULT_GRID = dict(shape=["fast_sigmoid", "triangular", "gaussian", "sigmoid", "cauchy"],
+                    sharpness=[0.5, 5.0], dampening=[0.3, 1.0, 3.0], sigma_w=[5.0, 10.0],
+                    reset=["zero"], detach_reset=[True, False], recurrent=[False],
+                    threshold=[1.0], tail=[None])
+
+
+# ------------------------------------------------------------------------------ networks
+@dataclasses.dataclass(frozen=True)
+class LIFNetwork:
+    """A one-hidden-layer LIF network (:mod:`sgntk.lif`) and how its kernels are estimated.
+
+    Time constants, threshold, reset (``"zero" | "subtract" | "none"``), detached or
+    differentiable reset, recurrence with ``sigma_rec``, input weight scale ``sigma_w`` (NTK
+    parameterisation, as ``sgntk.lif.init_lif``). Kernels: finite-network Monte Carlo
+    (:func:`sgntk.lif_kernels.lif_kernels_networks`, ``n_networks`` networks of ``width``,
+    sum readout), the analytic kernel when ``reset="none"`` and not recurrent.
+    """
+
+    tau_mem: float = 10.0
+    tau_syn: float = 5.0
+    dt: float = 1.0
+    threshold: float = 1.0
+    reset: str = "zero"
+    detach_reset: bool = True
+    recurrent: bool = False
+    sigma_w: float = 10.0
+    sigma_rec: float = 1.0
+    width: int = 256
+    n_networks: int = 8
+
+    kind = "lif"
+
+    @classmethod
+    def from_point(cls, point: Mapping, **kw) -> "LIFNetwork":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in point.items() if k in names}, **kw)
+
+    def config(self, surrogate: _sg.Surrogate) -> _lif.LIFConfig:
+        return _lif.LIFConfig(tau_mem=self.tau_mem, tau_syn=self.tau_syn, dt=self.dt,
+                              threshold=self.threshold, surrogate=surrogate, reset=self.reset,
+                              detach_reset=self.detach_reset, readout="sum").validate()
+
+    def kernels(self, x, surrogate, *, seed: int = 0):
+        """``(nngp, sgntk, sg_gram)`` on ``x`` ``(P, T, n_in)`` (float64 numpy)."""
+        from . import lif_kernels as LK
+
+        cfg = self.config(surrogate)
+        if self.reset == "none" and not self.recurrent:
+            k = LK.lif_kernels(x, config=cfg, readout_weights="sum", sigma_w=self.sigma_w,
+                               which=("nngp", "sgntk", "sg_gram"))
+            return np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)
+        est = LK.lif_kernels_networks(x, config=cfg, width=self.width,
+                                      n_networks=self.n_networks, readout_weights="sum",
+                                      recurrent=self.recurrent, sigma_w=self.sigma_w,
+                                      sigma_rec=self.sigma_rec,
+                                      which=("nngp", "sgntk", "sg_gram"), seed=seed,
+                                      progress=False)
+        return (np.asarray(est.mean.nngp), np.asarray(est.mean.sgntk),
+                np.asarray(est.mean.sg_gram))
+
+    def backward(self, x, surrogate, *, seed: int = 0) -> D.BackwardGain:
+        return D.lif_backward_gain(x, config=self.config(surrogate), sigma_w=self.sigma_w,
+                                   recurrent=self.recurrent, sigma_rec=self.sigma_rec,
+                                   width=min(self.width, 128), n_networks=4, seed=seed)
+
+    def hc_gain(self, x, surrogate) -> float:
+        return float(D.herranz_celotti_gain(x, config=self.config(surrogate),
+                                            sigma_w=self.sigma_w, recurrent=self.recurrent,
+                                            sigma_rec=self.sigma_rec, width=self.width))
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPNetwork:
+    """A sign/step/erf MLP of any depth (:func:`sgntk.kernels.mlp`, analytic kernels)."""
+
+    depth: int = 2
+    activation: str = "sign"
+    m: float = 1.0
+    sigma_w: float = 1.0
+    sigma_b: float = 0.1
+
+    kind = "mlp"
+
+    @classmethod
+    def from_point(cls, point: Mapping, **kw) -> "MLPNetwork":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in point.items() if k in names}, **kw)
+
+    def kernels(self, x, surrogate, *, seed: int = 0):
+        from . import kernels as K
+
+        k = K.mlp(x, depth=self.depth, activation=self.activation, surrogate=surrogate,
+                  sigma_w=self.sigma_w, sigma_b=self.sigma_b, m=self.m,
+                  which=("nngp", "sgntk", "sg_gram"))
+        return np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)
+
+    def backward(self, x, surrogate, *, seed: int = 0) -> D.BackwardGain:
+        with jax.enable_x64(True):
+            return D.mlp_backward_gain(jnp.asarray(x), depth=self.depth,
+                                       activation=self.activation, surrogate=surrogate,
+                                       sigma_w=self.sigma_w, sigma_b=self.sigma_b, m=self.m)
+
+    def hc_gain(self, x, surrogate) -> float:
+        # the Glorot-like condition for a feed-forward stack: chi per layer = 1
+        return float(jnp.mean(self.backward(x, surrogate).chi))
+
+
+def surrogate_of(point: Mapping) -> _sg.Surrogate:
+    """The :class:`~sgntk.surrogates.Surrogate` of a grid point (shape, sharpness, dampening,
+    tail)."""
+    tail = point.get("tail")
+    return _sg.get(point["shape"], sharpness=point.get("sharpness", 1.0),
+                   dampening=point.get("dampening", 1.0),
+                   tail=tail if point["shape"] == "q_pseudo_spike" else None)
+
+
+# ------------------------------------------------------------------------------ one point
+def _adam_kernel(nngp, sgntk):
+    """Per-layer normalised kernel (readout part S and hidden part I - S, mean diagonal 1)."""
+    hidden = sgntk - nngp
+    d_r = np.mean(np.abs(np.diag(nngp)))
+    d_h = np.mean(np.abs(np.diag(hidden)))
+    out = np.zeros_like(sgntk)
+    if d_r > 0:
+        out = out + nngp / d_r
+    if d_h > 1e-12 * max(d_r, 1e-300):
+        out = out + hidden / d_h
+    return out
+
+
+def _targets(y):
+    y = np.asarray(y)
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        return D.one_hot_targets(y), True
+    y = y.astype(np.float64)
+    y = y[:, None] if y.ndim == 1 else y
+    return y - y.mean(0), False
+
+
+@float64
+def _cv_score(k, y, classify, *, folds, train_steps, lr_fraction):
+    n = k.shape[0]
+    idx = np.arange(n)
+    accs = []
+    for f in range(folds):
+        te = idx[f::folds]
+        tr = np.setdiff1d(idx, te)
+        ktt = jnp.asarray(k[np.ix_(tr, tr)])
+        eta = float(D.max_stable_learning_rate(ktt))
+        norm = float(jnp.linalg.norm(ktt, 2))
+        lr = lr_fraction * (eta if eta > 0 else 1.0 / max(norm, 1e-300))
+        kr = D.kernel_regression(jnp.asarray(k[np.ix_(te, tr)]), ktt, y[tr], y[te],
+                                 steps=train_steps, learning_rate=lr)
+        if classify:
+            accs.append(float(kr.accuracy))
+        else:
+            accs.append(-float(kr.mse) / max(float(np.mean(y[te] ** 2)), 1e-300))
+    return float(np.mean(accs))
+
+
+@float64
+def evaluate_point(net, x, y, *, surrogate=None, point: Optional[Mapping] = None,
+                   optimizer: str = "adam", train_steps: int = 100, lr_fraction: float = 0.5,
+                   folds: int = 4, backward: bool = True, kernel: str = "sgntk", seed: int = 0,
+                   **net_overrides) -> dict:
+    """Diagnostics and score of one configuration on the sample ``(x, y)``.
+
+    Args:
+      net: :class:`LIFNetwork` or :class:`MLPNetwork` (any object with ``kernels(x, surrogate)
+        -> (nngp, sgntk)``, ``backward(x, surrogate)`` and ``hc_gain(x, surrogate)``).
+      x: the sample (``(P, T, n_in)`` spike trains or ``(P, d)`` inputs); y: integer class
+        labels ``(P,)`` (-> centred one-hot targets) or real targets ``(P,)``/``(P, c)``.
+      surrogate: a :class:`~sgntk.surrogates.Surrogate` or name; default from ``point``.
+      point: a grid point (dict with ``shape``, ``sharpness``, ``dampening``, ``tail`` and
+        network fields); network fields replace those of ``net``.
+      optimizer: ``"adam"`` (per-layer normalised kernel) or ``"sgd"`` (module docstring).
+      train_steps, lr_fraction, folds: of the score (module docstring).
+      backward: also estimate the backward gain (Monte Carlo for LIF).
+    Returns:
+      JSON-ready dict: ``score``, ``hc_score``, ``hc_gain``, ``predicted_loss`` (relative,
+      after ``train_steps``), ``diagnostics`` (spectrum, ``max_stable_lr``, backward gain,
+      kernel scale), ``point``.
+    """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {optimizer!r}")
+    if kernel not in ("sgntk", "sg_gram"):
+        raise ValueError(f"kernel must be 'sgntk' or 'sg_gram'; got {kernel!r}")
+    if point is not None:
+        net = dataclasses.replace(net, **{k: v for k, v in point.items()
+                                          if k in {f.name for f in dataclasses.fields(net)}})
+        if surrogate is None:
+            surrogate = surrogate_of(point)
+    if net_overrides:
+        net = dataclasses.replace(net, **net_overrides)
+    if surrogate is None:
+        raise ValueError("give surrogate= or a point with a 'shape'")
+    sur = _sg.get(surrogate) if isinstance(surrogate, str) else surrogate
+    x = np.asarray(x)
+    yt, classify = _targets(y)
+    if len(yt) != len(x):
+        raise ValueError(f"x and y must have the same number of samples; got {len(x)} and "
+                         f"{len(yt)}")
+    nngp, sgntk, sg_gram = net.kernels(x, sur, seed=seed)
+    out = {}
+    for name, kern in (("sgntk", sgntk), ("sg_gram", sg_gram)):
+        out[name] = _kernel_prediction(nngp, kern, yt, classify, optimizer=optimizer,
+                                       train_steps=train_steps, lr_fraction=lr_fraction,
+                                       folds=folds)
+    main_ = out[kernel]
+    diag = dict(main_["diagnostics"])
+    diag.update(kernel_scale_readout=float(np.mean(np.diag(nngp))),
+                kernel_scale_hidden=float(np.mean(np.diag(sgntk - nngp))))
+    if backward:
+        bg = net.backward(x, sur, seed=seed)
+        diag.update(backward_log10_gain=float(bg.log10_total),
+                    backward_chi=np.asarray(bg.chi).tolist())
+    hc = net.hc_gain(x, sur)
+    return dict(score=main_["score"], hc_gain=hc,
+                hc_score=-abs(math.log10(hc)) if hc > 0 else -math.inf,
+                predicted_loss=main_["predicted_loss"], diagnostics=diag, kernel=kernel,
+                by_kernel=out, optimizer=optimizer,
+                point=dict(point) if point is not None else None)
+
+
+def _kernel_prediction(nngp, kern, yt, classify, *, optimizer, train_steps, lr_fraction, folds):
+    k = _adam_kernel(nngp, kern) if optimizer == "adam" else kern
+    finite = bool(np.all(np.isfinite(k)))
+    if not finite:  # an overflowing backward pass: the worst possible prediction
+        k = np.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0)
+    sp = D.spectrum(jnp.asarray(k), jnp.asarray(yt))
+    eta = float(D.max_stable_learning_rate(jnp.asarray(k)))
+    lr = lr_fraction * (eta if eta > 0 else 1.0 / max(float(sp.norm), 1e-300))
+    loss = np.asarray(D.predicted_loss(jnp.asarray(k), jnp.asarray(yt), steps=train_steps,
+                                       learning_rate=lr))
+    rel = float(loss[-1] / loss[0]) if loss[0] > 0 else float("nan")
+    score = _cv_score(k, yt, classify, folds=folds, train_steps=train_steps,
+                      lr_fraction=lr_fraction) if finite else -1.0
+    diag = {name: float(v) for name, v in sp._asdict().items()}
+    diag.update(max_stable_lr=eta, finite=finite)
+    return dict(score=score, predicted_loss=rel, diagnostics=diag)
+
+
+# ------------------------------------------------------------------------------ grids
+_GRID_KEYS = ("shape", "sharpness", "dampening", "tail", "sigma_w", "threshold", "reset",
+              "detach_reset", "recurrent")
+
+
+def expand_grid(grid: Mapping[str, Sequence]) -> list:
+    """All points of a grid ``{field: [values]}`` (fields: surrogate ``shape``, ``sharpness``,
+    ``dampening``, ``tail`` and any network field), each with a readable ``name``. ``tail``
+    only multiplies the points of ``q_pseudo_spike``."""
+    grid = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in grid.items()}
+    if "shape" not in grid:
+        raise ValueError("grid needs a 'shape' list (surrogate shapes)")
+    for s in grid["shape"]:
+        _sg.canonical_shape(s)
+    keys = list(grid)
+    points, seen = [], set()
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        p = dict(zip(keys, combo))
+        if p["shape"] != "q_pseudo_spike":
+            p["tail"] = None
+        if p["shape"] == "straight_through":
+            p["sharpness"] = 1.0
+        name = "_".join(f"{k}={_fmt(v)}" for k, v in p.items() if v is not None)
+        if name in seen:
+            continue
+        seen.add(name)
+        p["name"] = name
+        points.append(p)
+    return points
+
+
+def _fmt(v):
+    if isinstance(v, bool):
+        return "T" if v else "F"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _point_unit(config: dict) -> dict:
+    net_cls = {"lif": LIFNetwork, "mlp": MLPNetwork}[config["network"]["kind"]]
+    net = net_cls(**{k: v for k, v in config["network"].items() if k != "kind"})
+    data = np.load(config["data_path"])
+    return evaluate_point(net, data["x"], data["y"], point=config["point"], **config["options"])
+
+
+def run_grid(net, grid, x, y, out, *, optimizer: str = "adam", train_steps: int = 100,
+             folds: int = 4, backward: bool = True, progress: bool = True,
+             force: bool = False) -> list:
+    """Evaluate every grid point (one :class:`sgntk.runner.Unit` each; resumable) -> rows.
+
+    ``out``: results folder; the sample is saved there as ``sample.npz`` (its hash is part of
+    every unit's config, so another sample never reuses a result).
+    """
+    from ._util import write_npz
+    from .runner import Unit, config_hash, map_units
+
+    os.makedirs(out, exist_ok=True)
+    x, y = np.asarray(x), np.asarray(y)
+    data_path = os.path.join(os.path.abspath(out), "sample.npz")
+    write_npz(data_path, x=x, y=y)
+    sample_hash = config_hash({"x": x.tobytes().hex()[:100000], "shape": list(x.shape),
+                               "y": np.asarray(y).tolist()})
+    netd = dict(dataclasses.asdict(net), kind=net.kind)
+    points = expand_grid(grid) if isinstance(grid, Mapping) else list(grid)
+    opts = dict(optimizer=optimizer, train_steps=train_steps, folds=folds, backward=backward)
+    units = [Unit(f"points/{i:04d}", _point_unit,
+                  dict(network=netd, point=p, options=opts, sample=sample_hash,
+                       data_path=data_path, version=1), fmt="json")
+             for i, p in enumerate(points)]
+    res = map_units(units, out, progress=progress, force=force, desc="select")
+    rows = [res.values[u.name] for u in units]
+    return rows
+
+
+def ranked(rows: Sequence[Mapping]) -> list:
+    """Rows sorted by score (best first; ties broken by the predicted relative loss)."""
+    return sorted(rows, key=lambda r: (-r["score"], r["predicted_loss"]))
+
+
+def _label(p: Mapping) -> str:
+    bits = [p["shape"]]
+    for k in ("sharpness", "dampening", "tail", "sigma_w", "threshold"):
+        if p.get(k) is not None:
+            bits.append(f"{k}={_fmt(p[k])}")
+    if "reset" in p:
+        bits.append(f"reset={p['reset']}{'' if p.get('detach_reset', True) else '(diff)'}")
+    if p.get("recurrent"):
+        bits.append("recurrent")
+    return " ".join(bits)
+
+
+def format_table(rows: Sequence[Mapping], *, top: int = 15) -> str:
+    """Ranked plain-text table (best first)."""
+    r = ranked(rows)
+    lines = [SCORE_DOC, f"{'rank':>4} {'score':>6} {'pred.loss':>9} {'HC gain':>8} "
+             f"{'bwd log10':>9} {'align':>6} {'asym':>5}  configuration"]
+    for i, row in enumerate(r[:top]):
+        d = row["diagnostics"]
+        lines.append(f"{i + 1:>4} {row['score']:6.3f} {row['predicted_loss']:9.3g} "
+                     f"{row['hc_gain']:8.3g} {d.get('backward_log10_gain', float('nan')):9.2f} "
+                     f"{d['alignment']:6.3f} {d['asymmetry']:5.2f}  {_label(row['point'])}")
+    if len(r) > top:
+        lines.append(f"... {len(r) - top} more (all in the JSON)")
+    return "\n".join(lines)
+
+
+def recommend(rows: Sequence[Mapping]) -> str:
+    """The recommended configuration and why (in words, from the diagnostics)."""
+    r = ranked(rows)
+    best, worst = r[0], r[-1]
+    d = best["diagnostics"]
+    why = [f"highest kernel-predicted held-out accuracy ({best['score']:.3f}; median of the "
+           f"grid {np.median([x['score'] for x in r]):.3f})",
+           f"kernel-predicted training loss {best['predicted_loss']:.3g} of the initial",
+           f"kernel-target alignment {d['alignment']:.3f}, asymmetry {d['asymmetry']:.2f}, "
+           f"smallest real eigenvalue part {d['min_real_part']:.3g}"]
+    if "backward_log10_gain" in d:
+        g = d["backward_log10_gain"]
+        why.append(f"surrogate backward gain {g:+.1f} decades over the window/depth "
+                   f"({'no explosion' if g <= 1 else 'EXPLODING'})")
+    hc_best = max(r, key=lambda x: x["hc_score"])
+    why.append(f"the Herranz-Celotti condition (gain 1) would pick: {_label(hc_best['point'])} "
+               f"(gain {hc_best['hc_gain']:.3g})")
+    bd = worst["diagnostics"]
+    why.append(f"worst: {_label(worst['point'])} (score {worst['score']:.3f}, backward gain "
+               f"{bd.get('backward_log10_gain', float('nan')):+.1f} decades)")
+    return "Recommendation: " + _label(best["point"]) + "\n  - " + "\n  - ".join(why)
+
+
+# ------------------------------------------------------------------------------ validation
+def _rank(a):
+    from scipy.stats import rankdata
+    return rankdata(a)
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    ra, rb = _rank(a[ok]), _rank(b[ok])
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def bootstrap_spearman(a, b, *, n_boot: int = 2000, seed: int = 0):
+    """Spearman correlation and its percentile bootstrap 95 % interval (resampling pairs)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        s = spearman(a[i], b[i])
+        if np.isfinite(s):
+            boots.append(s)
+    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"),) * 2)
+    return dict(rho=spearman(a, b), ci95=[float(lo), float(hi)], n=int(n))
+
+
+def validation_table(rows: Sequence[Mapping], *, seed: int = 0) -> dict:
+    """Correlations of predictions with measured training (rows from the validation study).
+
+    Each row needs ``score``, ``hc_score``, ``predicted_loss``, ``test_accuracy`` (mean over
+    seeds), ``train_ce`` (training loss at the fixed epoch) and ``half`` ("A"/"B").
+    Returns per predictor and subset (``all``, ``A``, ``B``): Spearman with bootstrap 95 %
+    intervals against test accuracy, whether the predicted best is in the measured top 3;
+    and predicted vs measured training loss.
+    """
+    out = {}
+    for subset in ("all", "A", "B"):
+        rs = [r for r in rows if subset == "all" or r["half"] == subset]
+        if len(rs) < 3:
+            continue
+        acc = np.array([r["test_accuracy"] for r in rs])
+        top3 = set(np.argsort(-acc)[:3])
+        res = {}
+        for pred in ("score", "hc_score"):
+            s = np.array([r[pred] for r in rs])
+            best = int(np.argmax(s))
+            res[pred] = dict(vs_accuracy=bootstrap_spearman(s, acc, seed=seed),
+                             best=rs[best]["name"], best_in_top3=bool(best in top3),
+                             best_measured_rank=int(1 + np.sum(acc > acc[best])))
+        pl = np.array([r["predicted_loss"] for r in rs])
+        ce = np.array([r["train_ce"] for r in rs])
+        res["predicted_vs_measured_loss"] = bootstrap_spearman(pl, ce, seed=seed)
+        res["measured_top3"] = [rs[i]["name"] for i in np.argsort(-acc)[:3]]
+        out[subset] = res
+    return out
+
+
+def format_validation(res: Mapping) -> str:
+    """Plain-text summary of :func:`validation_table` results for one task."""
+    lines = [f"task {res['task']}: {res['n_configs']} configurations x {len(res['seeds'])} "
+             f"seeds"]
+    for subset, r in res["correlations"].items():
+        for pred in ("score", "hc_score"):
+            v = r[pred]["vs_accuracy"]
+            lines.append(f"  [{subset}] {pred:8s} vs test accuracy: Spearman {v['rho']:+.2f} "
+                         f"[{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}] (n={v['n']}); best "
+                         f"predicted {r[pred]['best']} is measured #{r[pred]['best_measured_rank']}"
+                         f" ({'in' if r[pred]['best_in_top3'] else 'not in'} top 3)")
+        v = r["predicted_vs_measured_loss"]
+        lines.append(f"  [{subset}] predicted vs measured training loss: Spearman "
+                     f"{v['rho']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ CLI
+def _load_sample(args):
+    from . import data
+
+    if args.data == "randman":
+        ds = data.randman(nb_samples=max(1, args.n_samples // 10), nb_steps=args.steps, seed=0)
+        return ds.spikes[: args.n_samples], ds.labels[: args.n_samples], "lif"
+    if args.data == "digits":
+        ds = data.latency_digits(nb_steps=args.steps)
+        idx = np.random.default_rng(0).permutation(len(ds.labels))[: args.n_samples]
+        return ds.spikes[idx], ds.labels[idx], "lif"
+    if args.data == "circle":
+        x, y = _circle(args.n_samples)
+        return x, y, "mlp"
+    if not os.path.isfile(args.data):
+        raise ValueError(f"--data must be randman, digits, circle or an .npz file with x and "
+                         f"y; got {args.data!r}")
+    d = np.load(args.data)
+    x, y = d["x"], d["y"]
+    return x, y, "lif" if x.ndim == 3 else "mlp"
+
+
+def _circle(n):
+    from .data import circle_target
+    a = np.linspace(-np.pi, np.pi, n, endpoint=False)
+    x = np.stack([np.sin(a), np.cos(a)], 1)
+    return x, circle_target(x)
+
+
+def main(argv=None) -> int:
+    """``sgntk select``: rank a grid of surrogates and initialisations (see module docstring)."""
+    import argparse
+
+    from ._util import write_json, write_text
+
+    ap = argparse.ArgumentParser(prog="sgntk select", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="randman",
+                    help="randman | digits | circle | a .npz file with x ((P,T,n_in) spike "
+                         "trains or (P,d) inputs) and y (labels or targets)")
+    ap.add_argument("--n-samples", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=100, help="time steps (randman/digits)")
+    ap.add_argument("--grid", default=None, help="JSON file {field: [values]} (default: "
+                    "DEFAULT_GRID, 200 points for a LIF layer)")
+    ap.add_argument("--network", default=None,
+                    help="JSON of network fields (LIFNetwork or MLPNetwork), e.g. "
+                         "'{\"tau_mem\": 20, \"width\": 128}'")
+    ap.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    ap.add_argument("--train-steps", type=int, default=100)
+    ap.add_argument("--no-backward", action="store_true", help="skip the backward-gain MC")
+    ap.add_argument("--out", default="results/select")
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    x, y, kind = _load_sample(args)
+    netkw = json.loads(args.network) if args.network else {}
+    net = (LIFNetwork if kind == "lif" else MLPNetwork)(**netkw)
+    if args.grid:
+        with open(args.grid) as f:
+            grid = json.load(f)
+    else:
+        grid = dict(DEFAULT_GRID) if kind == "lif" else dict(
+            shape=DEFAULT_GRID["shape"], sharpness=[0.5, 1.0, 5.0], dampening=[0.3, 1.0, 3.0],
+            sigma_w=[0.5, 1.0, 2.0])
+    rows = run_grid(net, grid, x, y, args.out, optimizer=args.optimizer,
+                    train_steps=args.train_steps, backward=not args.no_backward,
+                    progress=not args.no_progress, force=args.force)
+    table = format_table(rows, top=args.top)
+    rec = recommend(rows)
+    print(table)
+    print(rec)
+    write_json(os.path.join(args.out, "select.json"),
+               dict(score=SCORE_DOC, network=dataclasses.asdict(net), grid=grid,
+                    rows=ranked(rows), recommendation=rec))
+    write_text(os.path.join(args.out, "select.txt"), table + "\n" + rec + "\n")
+    try:
+        from . import plotting
+        if plotting.available():
+            paths = plotting.selection_heatmaps(ranked(rows), args.out)
+            print("figures: " + ", ".join(paths))
+    except AttributeError:
+        pass
+    return 0
