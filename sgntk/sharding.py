@@ -9,9 +9,11 @@ at a time), in one of two modes:
 
 * **sharded in memory** (``out=None``): the rows of the result are split over the devices,
   device ``d`` holding rows ``[d R, (d + 1) R)``, ``R = ceil(n1 / D)``; each device fills its
-  own block tile by tile (donated buffer, in place). The result is a ``jax.Array`` of shape
-  ``(n1, n2)`` sharded as ``P(mesh axes, None)`` when ``D`` divides ``n1``; otherwise its
-  padded rows are cut off on the host and a ``numpy`` array comes back.
+  own block tile by tile (donated buffer, in place; the last tile of a row or column is
+  shifted back to end at the edge, so nothing is padded or copied). The result is a
+  ``jax.Array`` of shape ``(n1, n2)`` sharded as ``P(mesh axes, None)`` when ``D`` divides
+  ``n1``; otherwise the last device's padded rows are cut off on the host and a ``numpy``
+  array comes back.
 * **streamed to disk** (``out="folder"``): one ``numpy`` ``.npy`` memory map per kernel,
   ``<out>/<name>.npy``, filled tile by tile: ``D`` tiles are computed at once (one per device)
   and written while the next ``D`` are computed. The tiles already written are recorded in
@@ -22,14 +24,15 @@ at a time), in one of two modes:
 Memory per device (in-memory mode), for ``K`` kernels of ``b`` bytes per entry (8: float64),
 ``D`` devices and tile size ``t``::
 
-    b K ceil(ceil(n1 / D) / t) t ceil(n2 / t) t   (its block of the result, ~ b K n1 n2 / D)
-    + w b t^2                                    (one tile's working set)
+    b K ceil(n1 / D) n2      (its rows of the result)
+    + w b t^2                (one tile's working set)
 
 with ``w`` the working-set multiplier of the kernel route (about 16 for closed forms and up to
 about 320 for the piecewise surrogate Gram; README "cost per pair" table). On disk the device
 holds only the working set plus ``K`` tiles in and out: ``(w + 2 K) b t^2``; the host keeps
 ``2 D K`` tiles in flight. Example: the N = 100 000 float64 SG-NTK alone is 80 GB, i.e. 10 GB per
-device on 8 devices plus about 16 x 8 x 1024^2 B = 134 MB for ``t = 1024``.
+device on 8 devices plus about 16 x 8 x 1024^2 B = 134 MB for ``t = 1024``
+(:func:`memory_per_device`).
 
 Multi-host (``jax.distributed.initialize()`` then a mesh over ``jax.devices()``): the
 in-memory mode builds each step's inputs with ``jax.make_array_from_callback`` (every process
@@ -89,13 +92,12 @@ def _check_mesh(mesh) -> Mesh:
 
 def memory_per_device(n1: int, n2: int, *, devices: int, tile: int, kernels: int = 1,
                       bytes_per_entry: int = 8, working_set: float = 16) -> int:
-    """Bytes per device of the in-memory mode of :func:`map_tiles` (module docstring):
-    its block of rows of ``kernels`` result matrices plus ``working_set`` tile-sized arrays."""
+    """Bytes per device of the in-memory mode of :func:`map_tiles` (module docstring): its
+    ``ceil(n1 / devices)`` rows of ``kernels`` result matrices plus ``working_set``
+    tile-sized arrays."""
     r = math.ceil(n1 / devices)
     t1, t2 = min(tile, r), min(tile, n2)
-    rows = math.ceil(r / t1) * t1
-    cols = math.ceil(n2 / t2) * t2
-    return int(bytes_per_entry * (kernels * rows * cols + working_set * t1 * t2))
+    return int(bytes_per_entry * (kernels * r * n2 + working_set * t1 * t2))
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -144,26 +146,19 @@ def _nan_error(name, idx):
 
 # ------------------------------------------------------------------------------ compiled steps
 @functools.lru_cache(maxsize=32)
-def _memory_step(tile_fn, mesh, axes, keys, t1, t2):
+def _memory_step(tile_fn, mesh, axes, keys):
     """jit(shard_map): every device computes the tile (its rows xa, columns xb) and writes it
-    into its own block of the result at (s t1, j t2); buffers donated (in place)."""
+    into its own block of the result at (i, j); buffers donated (in place)."""
     spec = P(axes)
 
-    def local(bufs, xa, xb, args, s, j):
+    def local(bufs, xa, xb, args, i, j):
         vals = _as_dict(tile_fn(xa, xb, *args))
-        return tuple(jax.lax.dynamic_update_slice(b, vals[k].astype(b.dtype), (s * t1, j * t2))
+        return tuple(jax.lax.dynamic_update_slice(b, vals[k].astype(b.dtype), (i, j))
                      for b, k in zip(bufs, keys))
 
     fn = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, P(), P(), P(), P()),
                        out_specs=spec, check_vma=False)
     return jax.jit(fn, donate_argnums=0)
-
-
-@functools.lru_cache(maxsize=32)
-def _memory_trim(mesh, axes, r, n2):
-    spec = P(axes)
-    return jax.jit(jax.shard_map(lambda bufs: tuple(b[:r, :n2] for b in bufs), mesh=mesh,
-                                 in_specs=(spec,), out_specs=spec, check_vma=False))
 
 
 @functools.lru_cache(maxsize=32)
@@ -238,33 +233,38 @@ def _bar(total, progress, desc):
     return tqdm(total=total, desc=desc, unit="step", disable=not progress)
 
 
+def _starts(n: int, t: int) -> list:
+    """Tile starts covering ``range(n)`` with tiles of ``t <= n``: the last tile is shifted back
+    to end at ``n`` (it overlaps its neighbour, whose entries it rewrites with the same values),
+    so buffers need no padding and no copy to cut it off."""
+    return [min(s, n - t) for s in range(0, n, t)]
+
+
 def _map_in_memory(tile_fn, x1, x2, args, mesh, axes, t1, t2, progress, check_nan):
     d = mesh.devices.size
     n1, n2 = x1.shape[0], x2.shape[0]
     r = math.ceil(n1 / d)                  # rows per device
     t1, t2 = min(t1, r), min(t2, n2)
-    k, c = math.ceil(r / t1), math.ceil(n2 / t2)
-    # device d's rows x1[d r : (d + 1) r], padded to k t1 (first row repeated)
-    x1p = pad_rows(x1, d * r)
-    x1r = np.stack([pad_rows(x1p[i * r:(i + 1) * r], k * t1) for i in range(d)])
-    x2p = pad_rows(x2, c * t2)
-    shapes = _shapes(tile_fn, x1r[0, :t1], x2p[:t2], args)
+    rows, cols = _starts(r, t1), _starts(n2, t2)
+    x1p = pad_rows(x1, d * r)              # device d: rows x1p[d r : (d + 1) r]
+    shapes = _shapes(tile_fn, x1p[:t1], x2[:t2], args)
     keys = tuple(shapes)
     row_sharding = NamedSharding(mesh, P(axes))
     replicated = NamedSharding(mesh, P())
-    bufs = tuple(jax.jit(lambda dt=shapes[key].dtype: jnp.zeros((d * k * t1, c * t2), dt),
+    bufs = tuple(jax.jit(lambda dt=shapes[key].dtype: jnp.zeros((d * r, n2), dt),
                          out_shardings=row_sharding)() for key in keys)
-    step = _memory_step(tile_fn, mesh, axes, keys, t1, t2)
+    step = _memory_step(tile_fn, mesh, axes, keys)
     args = jax.tree_util.tree_map(lambda a: _array(np.asarray(a), replicated), args)
-    cols = [_array(x2p[j * t2:(j + 1) * t2], replicated) for j in range(c)]
-    with _bar(k * c, progress, f"kernel tiles ({d} devices)") as bar:
-        for s in range(k):
-            xa = _array(np.ascontiguousarray(x1r[:, s * t1:(s + 1) * t1]).reshape(
-                (d * t1,) + x1.shape[1:]), row_sharding)
-            for j in range(c):
-                bufs = step(bufs, xa, cols[j], args, jnp.int32(s), jnp.int32(j))
+    xcols = [_array(x2[j:j + t2], replicated) for j in cols]
+    x1d = x1p.reshape((d, r) + x1.shape[1:])
+    with _bar(len(rows) * len(cols), progress, f"kernel tiles ({d} devices)") as bar:
+        for i in rows:
+            xa = _array(np.ascontiguousarray(x1d[:, i:i + t1]).reshape((d * t1,) + x1.shape[1:]),
+                        row_sharding)
+            for j, xb in zip(cols, xcols):
+                bufs = step(bufs, xa, xb, args, jnp.int32(i), jnp.int32(j))
                 bar.update()
-    res = dict(zip(keys, _memory_trim(mesh, axes, r, n2)(bufs)))   # (d r, n2), sharded
+    res = dict(zip(keys, bufs))           # (d r, n2), rows sharded
     if check_nan:
         for key, v in res.items():
             if bool(jnp.isnan(v).any()):

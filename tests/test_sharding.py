@@ -261,8 +261,8 @@ def test_nan_is_raised_with_its_index(tmp_path):
 def test_memory_per_device_formula():
     from sgntk.sharding import memory_per_device
 
-    # N = 100 000 SG-NTK in float64 on 8 devices, 1024 tiles: 10 GB of result rows each
+    # N = 100 000 SG-NTK in float64 on 8 devices, 1024 tiles: 12 500 rows of 100 000 each
     b = memory_per_device(100_000, 100_000, devices=8, tile=1024)
-    rows, cols = 13 * 1024, 98 * 1024     # ceil(12 500 / 1024) tiles of rows, 98 of columns
-    assert b == 8 * (rows * cols + 16 * 1024 ** 2)
+    assert b == 8 * (12_500 * 100_000 + 16 * 1024 ** 2)
     assert memory_per_device(10, 10, devices=1, tile=1024, kernels=2) == 8 * (200 + 1600)
+    assert memory_per_device(10, 7, devices=4, tile=2) == 8 * (3 * 7 + 16 * 2 * 2)
