@@ -14,6 +14,7 @@ Modules (one concept each):
 * :mod:`sgntk.lif`, :mod:`sgntk.lif_train`, :mod:`sgntk.data` -- LIF networks, training, data
 * :mod:`sgntk.lif_kernels` -- LIF kernels: empirical, analytic (no reset), Monte Carlo (reset)
 * :mod:`sgntk.runner`      -- resumable units of work (atomic files, config hashes, executors)
+* :mod:`sgntk.sharding`    -- kernel tiles on every device (rows sharded) or streamed to disk
 
 Not imported here: :mod:`sgntk.plotting` (optional figures, needs matplotlib), :mod:`sgntk.cli`
 (``sgntk demo``, ``sgntk reproduce <study>``; the studies live in ``experiments/`` of the
@@ -22,8 +23,8 @@ checkout).
 Importing sgntk changes no JAX setting: kernel entry points run in float64 internally.
 """
 from . import (conversions, data, empirical, expectations, kernels, lif, lif_kernels,
-               lif_train, monte_carlo, predict, runner, surrogates, train)
+               lif_train, monte_carlo, predict, runner, sharding, surrogates, train)
 
 __version__ = "0.1.0"
 __all__ = ["conversions", "data", "empirical", "expectations", "kernels", "lif", "lif_kernels",
-           "lif_train", "monte_carlo", "predict", "runner", "surrogates", "train"]
+           "lif_train", "monte_carlo", "predict", "runner", "sharding", "surrogates", "train"]

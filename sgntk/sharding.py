@@ -37,8 +37,9 @@ device on 8 devices plus about 16 x 8 x 1024^2 B = 134 MB for ``t = 1024``
 Multi-host (``jax.distributed.initialize()`` then a mesh over ``jax.devices()``): the
 in-memory mode builds each step's inputs with ``jax.make_array_from_callback`` (every process
 holds ``x1``, ``x2``: they are small) and never gathers the result, so it runs unchanged, one
-shard of rows per device; this is not tested here (no multi-host machine). The on-disk mode
-needs every device addressable from this process (one host) and raises otherwise.
+shard of rows per device (the device count must divide ``n1`` there: the host cannot cut off
+padded rows of shards it does not hold); this is not tested here (no multi-host machine). The
+on-disk mode needs every device addressable from this process (one host) and raises otherwise.
 
 Entry points: :func:`map_tiles` (any tile function: ``kernels.mlp_kernel_fn``,
 ``lif_kernels.lif_kernel_fn``, ...), ``kernels.mlp(..., mesh=, tiles=)``,
@@ -244,6 +245,9 @@ def _map_in_memory(tile_fn, x1, x2, args, mesh, axes, t1, t2, progress, check_na
     d = mesh.devices.size
     n1, n2 = x1.shape[0], x2.shape[0]
     r = math.ceil(n1 / d)                  # rows per device
+    if d * r != n1 and jax.process_count() > 1:
+        raise ValueError(f"on a multi-host mesh the number of devices ({d}) must divide the "
+                         f"number of rows of x1 ({n1}); pad x1 or use out=...")
     t1, t2 = min(t1, r), min(t2, n2)
     rows, cols = _starts(r, t1), _starts(n2, t2)
     x1p = pad_rows(x1, d * r)              # device d: rows x1p[d r : (d + 1) r]
