@@ -220,10 +220,9 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
         tail = jnp.asarray(surrogate.tail, dtype=float)
         prof = surrogate.profile
         coef = _quadrature.centered_table(prof)
-        s, w, w_inf = _quadrature.gsm_nodes(shape, tail)
 
         def pair(a_, b_, r_):
-            return _quadrature.gsm_pair_expectation(coef, s, w, w_inf, a_, b_, r_)
+            return _quadrature.gsm_pair_expectation(coef, shape, tail, a_, b_, r_)
     else:
         def pair(a_, b_, r_):
             return _quadrature.piecewise_pair_expectation(shape, a_, b_, r_)
