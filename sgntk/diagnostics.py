@@ -361,9 +361,10 @@ def lif_backward_gain(x, *, config: _lif.LIFConfig, sigma_w=1.0, recurrent: bool
     the membrane adjoint ``d~ <a, U[T-1]> / d U[t]`` (``a ~ N(0, 1)`` per neuron) is computed
     by autodiff through :func:`sgntk.lif.lif_step` (so exactly the BPTT of training: reset
     detached or differentiable per ``config``, recurrence, surrogate ``config.surrogate``);
-    ``g(t)`` is its mean square over neurons and inputs, averaged over networks (standard error
-    over networks). ``chi = max_t g(t)^(1 / (T - 1 - t))`` would be noisy; the returned ``chi`` is
-    the geometric mean per step over the window, ``g(0)^(1/(T-1))``. Test:
+    ``g(t)`` is its mean square over neurons and inputs relative to ``t = T - 1`` (so
+    ``g(T-1) = 1``), averaged over networks (standard error over networks); ``chi =
+    g(0)^(1/(T-1))`` is the geometric-mean gain per step over the window and ``log10_total =
+    log10 max_t g(t)`` (> 0: the surrogate gradient grows backwards in time). Test:
     ``test_lif_backward_gain_exact_explosion``.
     """
     config.validate()
@@ -401,9 +402,11 @@ def lif_backward_gain(x, *, config: _lif.LIFConfig, sigma_w=1.0, recurrent: bool
 
     keys = jax.random.split(jax.random.PRNGKey(seed), n_networks)
     g = jax.lax.map(jax.jit(one_network), keys)  # (n_networks, T)
+    g = g / g[:, -1:]  # g(T-1) = mean a^2 -> 1 exactly
     mean = g.mean(0)
     se = g.std(0, ddof=1) / np.sqrt(n_networks)
-    chi = jnp.where(mean[0] > 0, mean[0], jnp.finfo(jnp.float64).tiny) ** (1.0 / max(T - 1, 1))
+    tiny = jnp.finfo(jnp.float64).tiny
+    chi = jnp.maximum(mean[0], tiny) ** (1.0 / max(T - 1, 1))
     return BackwardGain(chi, mean, se, jnp.log10(jnp.max(mean)))
 
 
