@@ -340,7 +340,8 @@ GSM_SHAPES = ("exponential", "fast_sigmoid", "q_pseudo_spike", "cauchy", "sigmoi
 # Window (x_lo, x_hi) and trapezoid step in x = log s per shape: the smallest step count that
 # keeps the error below ~4e-9 against scipy (tests/test_surrogate_gram.py) -> 125 (fast_sigmoid),
 # 218 (q_pseudo_spike: its mixing narrows as q grows; step 0.4 holds 1e-8 up to q = 20),
-# 148 (exponential), 92 (cauchy), 32 (sigmoid) nodes.
+# 148 (exponential), 92 (cauchy), 32 (sigmoid) nodes (60 / 68 / 118 for the first three with
+# the left tail merged, see _GSM_MERGE).
 # The left end matters although little mass lies there: the mass the window misses is put at
 # s = inf (w_inf = 1 - sum w), where it weighs G(b), which can be 100x the pair expectation
 # when a, b >> 1; e^-62 leaves < 1e-13 of it (e^-46 gave 3e-8 relative errors at a, b ~ 1e3).
