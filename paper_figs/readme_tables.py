@@ -15,6 +15,8 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
 * ``surrogate-shapes`` — ``benchmarks/results/bench_surrogate_shapes.json``.
 * ``benchmarks`` — ``benchmarks/results/`` (``bench_kernels.txt``, ``bench_train.txt``,
   ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
+* ``sharding-scaling`` — ``benchmarks/results/bench_sharding.json`` (kernels on 1, 2, 4 forced
+  host devices, sharded and on disk, vs the single-device path of the same process).
 
 ``tests/test_readme.py`` fails when a block differs from what this script produces, so a number
 in the README changes only together with the result it comes from.
@@ -210,6 +212,27 @@ def surrogate_shapes(root) -> str:
     return "\n".join(lines)
 
 
+def sharding_scaling(root) -> str:
+    """Throughput vs device count (benchmarks/results/bench_sharding.json)."""
+    res = _load(root, "benchmarks", "results", "bench_sharding.json")
+    rows = res["rows"]
+    lines = [_wrap(f"N = {res['n']} SG-NTK (depth {res['depth']}, {res['activation']}, "
+                   f"{res['surrogate']}), tiles of {res['tile']}, best of {res['repeats']}; "
+                   f"{rows[0]['platform'].upper()} devices forced on a {res['cpus']}-core "
+                   f"machine (load average {res['load_average_before'][0]:.1f}; "
+                   "`benchmarks/bench_sharding.py`). Ratios are to the default single-device "
+                   "`kernels.mlp` timed in the same process:"), "",
+             "| devices | single-device path (s) | `mesh=` sharded (s) | speed-up | `tiles=` on disk (s) "
+             "| speed-up | sharded, pairs/s | max rel. difference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['devices']} | {r['baseline_s']:.2f} | {r['sharded_s']:.2f} "
+                     f"| {r['sharded_vs_baseline']:.2f}x | {r['on_disk_s']:.2f} "
+                     f"| {r['on_disk_vs_baseline']:.2f}x | {r['pairs_per_s_sharded']:.2g} "
+                     f"| {max(r['max_rel_diff_sharded'], r['max_rel_diff_on_disk']):.0e} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "surrogate-shapes": surrogate_shapes,
     "conversion-table": conversion_table,
@@ -217,6 +240,7 @@ BLOCKS = {
     "randman-accuracy": randman_accuracy,
     "lif-reset-recurrence": lif_reset_recurrence,
     "benchmarks": benchmarks,
+    "sharding-scaling": sharding_scaling,
 }
 
 
