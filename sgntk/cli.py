@@ -155,8 +155,14 @@ def load_study(name: str):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["select"]:  # ``sgntk select ...``: its own options (sgntk.select.main)
+        from . import select
+        return select.main(argv[1:])
     parser = argparse.ArgumentParser(prog="sgntk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("select", help="rank surrogates and initialisations from the SG-NTK "
+                                  "(sgntk select --help)")
     p_demo = sub.add_parser("demo", help="kernel table + figure on the paper's setting")
     p_demo.add_argument("--out", default="results/demo")
     p_demo.add_argument("--seed", type=int, default=0)
