@@ -8,8 +8,9 @@ Loss per minibatch (``B`` examples, hidden spike counts ``c_bi = sum_n S_i[n]`` 
 
 (the lower bound acts per neuron, the upper bound on each example's mean count, as the
 ``LowerBoundL2`` / ``UpperBoundL2`` activity regularisers of stork, Rossbroich et al. 2022).
-Gradients are BPTT through :func:`sgntk.lif.snn_apply`; the spike nonlinearity's derivative
-is the configured surrogate. One epoch (shuffle + all minibatch updates) is a single jitted
+Gradients are BPTT through :func:`sgntk.lif.snn_apply` on the whole minibatch (one
+``lax.scan`` over time with batched matmuls, no per-example ``vmap``); the spike
+nonlinearity's derivative is the configured surrogate. One epoch (shuffle + all minibatch updates) is a single jitted
 ``lax.scan``.
 
 :func:`train_randman` runs the reference setup (Zenke & Vogels 2021; reference notes
@@ -125,7 +126,7 @@ def loss_fn(params, spikes, labels, *, lif_config: _lif.LIFConfig, reg: dict):
     Returns ``(loss, aux)`` with ``aux = dict(ce, acc, counts)``; ``counts`` are the hidden
     spike counts ``(B, n_hidden)`` of the last hidden layer.
     """
-    out = jax.vmap(lambda x: _lif.snn_apply(params, x, config=lif_config))(spikes)
+    out = _lif.snn_apply(params, spikes, config=lif_config)  # the batch in one scan
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
     counts = out.spikes[-1].sum(axis=1)  # (B, n)
     low = jnp.mean(jax.nn.relu(reg["lower_threshold"] - counts.mean(axis=0)) ** 2)
@@ -185,7 +186,7 @@ def evaluate(params, spikes, labels, *, lif_config, batch_size: int = 1000) -> d
 
 @jax.jit
 def _eval_batch(params, xs, ys, lif_config):
-    out = jax.vmap(lambda x: _lif.snn_apply(params, x, config=lif_config))(xs)
+    out = _lif.snn_apply(params, xs, config=lif_config)
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, ys).sum()
     return jnp.sum(jnp.argmax(out.logits, -1) == ys), ce, out.spikes[-1].sum(1)
 
