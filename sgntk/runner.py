@@ -237,8 +237,9 @@ def map_units(units: Iterable[Unit], out, *, executor: Any = None, force: bool =
       out: results folder (created if needed).
       executor: ``None`` runs the missing units here, in order; otherwise an object whose
         ``submit(fn, *args, **kwargs)`` returns a :class:`concurrent.futures.Future` (thread or
-        process pool, a Ray adapter: module docstring). On an error or interrupt the pending
-        futures are cancelled; finished units stay on disk.
+        process pool, :class:`RayExecutor`). On an error or interrupt the pending futures are
+        cancelled (and the executor's ``cancel_pending()`` called, if it has one: Ray tasks);
+        finished units stay on disk.
       force: recompute (and overwrite) every unit.
       progress: show a tqdm bar over units.
       desc: the bar's label.
