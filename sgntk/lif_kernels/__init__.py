@@ -54,13 +54,15 @@ from ._common import (DEFAULT_M, DEFAULT_SPIKE_SHARPNESS, KERNELS, LIFKernel, re
                       true_spike_derivative)
 from .analytic import (bvn_upper, lif_kernel_fn, lif_kernels, membrane_covariance,
                        mixed_expectation, orthant_probability, surrogate_pair_expectation)
-from .empirical import LIFNetParams, init_lif_net, lif_empirical, lif_kernels_networks
+from .empirical import (LIFDeepParams, LIFNetParams, init_lif_deep, init_lif_net, lif_empirical,
+                        lif_kernels_networks)
 from .monte_carlo import lif_kernels_mc
 
 __all__ = [
     "KERNELS",
     "LIFKernel",
     "LIFNetParams",
+    "LIFDeepParams",
     "DEFAULT_SPIKE_SHARPNESS",
     "DEFAULT_M",
     "true_spike_derivative",
@@ -72,6 +74,7 @@ __all__ = [
     "mixed_expectation",
     "surrogate_pair_expectation",
     "init_lif_net",
+    "init_lif_deep",
     "lif_empirical",
     "lif_kernel_fn",
     "lif_kernels",

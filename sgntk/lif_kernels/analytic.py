@@ -65,6 +65,7 @@ from .. import surrogates as _sg
 from .._util import check_int
 from .._x64 import float64
 from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
+from ._fast import bvn_upper_fast, conditional_moment_fast
 
 __all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
            "surrogate_pair_expectation", "membrane_covariance", "lif_kernel_fn", "lif_kernels"]
@@ -152,10 +153,9 @@ def _orthant(a, b, r, theta):
     return jnp.where(ok, bvn_upper(theta / sa, theta / sb, rho), 0.0)
 
 
-@_orthant.defjvp
-def _orthant_jvp(primals, tangents):
-    a, b, r, th = primals
-    da, db, dr, dth = tangents
+def _orthant_tangent(a, b, r, th, da, db, dr, dth):
+    """Tangent of ``P(u > th, v > th)`` (module docstring: analytic derivatives, finite at
+    correlation +-1)."""
     ok = (a > 0) & (b > 0)
     A = jnp.where(ok, a, 1.0)
     B = jnp.where(ok, b, 1.0)
@@ -176,8 +176,30 @@ def _orthant_jvp(primals, tangents):
     wa = jnp.where(A < B, 1.0, jnp.where(B < A, 0.0, 0.5))    # d min(a, b) = wa da + wb db
     pm = _normal_pdf(th, mn)
     degenerate = (rho > 0) * pm * (0.5 * th / mn * (wa * da + (1.0 - wa) * db) - dth)
-    dp = ok * jnp.where(degen, degenerate, general)
-    return _orthant(a, b, r, th), dp
+    return ok * jnp.where(degen, degenerate, general)
+
+
+@_orthant.defjvp
+def _orthant_jvp(primals, tangents):
+    return _orthant(*primals), _orthant_tangent(*primals, *tangents)
+
+
+@jax.custom_jvp
+def _orthant_fast(a, b, r, theta, ph, pk):
+    """:func:`_orthant` with :func:`._fast.bvn_upper_fast`; ``ph = Phi(-theta/sqrt(a))``,
+    ``pk = Phi(-theta/sqrt(b))`` precomputed per row / column (functions of ``a, b, theta``,
+    so their tangents are already in :func:`_orthant_tangent` and are ignored)."""
+    ok = (a > 0) & (b > 0)
+    sa = jnp.sqrt(jnp.where(ok, a, 1.0))
+    sb = jnp.sqrt(jnp.where(ok, b, 1.0))
+    rho = jnp.clip(jnp.where(ok, r / (sa * sb), 0.0), -1.0, 1.0)
+    rho = jnp.where(1.0 - rho * rho <= _DEGENERATE, jnp.sign(rho), rho)
+    return jnp.where(ok, bvn_upper_fast(theta / sa, theta / sb, rho, ph, pk), 0.0)
+
+
+@_orthant_fast.defjvp
+def _orthant_fast_jvp(primals, tangents):
+    return _orthant_fast(*primals), _orthant_tangent(*primals[:4], *tangents[:4])
 
 
 def orthant_probability(a, b, r, theta):
@@ -193,16 +215,19 @@ def orthant_probability(a, b, r, theta):
     return _orthant(a, b, r, theta)
 
 
-def _conditional_moment(surrogate, mean, var, scale):
+def _conditional_moment(surrogate, mean, var, scale, moment=_sg.gaussian_moment):
     """``E_{w ~ N(mean, var)}[psi'(w)]``; ``psi'(mean)`` where ``var <= 64 eps scale``
-    (zero up to rounding), with the quadrature evaluated at a safe variance there."""
+    (zero up to rounding), with the quadrature evaluated at a safe variance there.
+    ``moment``: the route for ``var > 0`` (reference :func:`sgntk.surrogates.gaussian_moment`
+    or :func:`._fast.conditional_moment_fast`)."""
     scale = jnp.where(scale > 0, scale, 1.0)
     degen = var <= _DEGENERATE * scale
     safe = jnp.where(degen, scale, var)
-    return jnp.where(degen, surrogate.derivative(mean), _sg.gaussian_moment(surrogate, mean, safe))
+    return jnp.where(degen, surrogate.derivative(mean), moment(surrogate, mean, safe))
 
 
-def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=None):
+def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=None, *,
+                      _moment=_sg.gaussian_moment):
     """``E[delta(u - theta) psi'(v - theta)] = N(theta; 0, a) E_{N(r theta/a - theta, b - r^2/a)}[psi']``.
 
     ``(u, v) ~ N(0, [[a, r], [r, b]])``. With finite ``spike_sharpness`` ``m`` the delta is the
@@ -219,7 +244,7 @@ def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=
     dens = _normal_pdf(theta, sa)
     mean = r * theta / sa - theta
     var = jnp.maximum(b - r**2 / sa, 0.0)
-    return jnp.where(ok, dens * _conditional_moment(surrogate, mean, var, b), 0.0)
+    return jnp.where(ok, dens * _conditional_moment(surrogate, mean, var, b, _moment), 0.0)
 
 
 def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
@@ -297,21 +322,169 @@ _CLOSED_INNER = ("triangular", "rectangular", "exponential", "gaussian", "erf",
                  "straight_through")
 
 
+def _toeplitz(kvec, T):
+    """``K[t, s] = k(t - s)`` (0 for ``s > t``): ``U = K d`` for the free membrane."""
+    lag = np.arange(T)[:, None] - np.arange(T)[None, :]
+    return jnp.where(lag >= 0, kvec[np.clip(lag, 0, T - 1)], 0.0)
+
+
+def _map_flat(fn, arrays, batch):
+    """``fn`` elementwise over broadcast ``arrays``, ``batch`` elements per vectorised block."""
+    arrays = jnp.broadcast_arrays(*arrays)
+    shape = arrays[0].shape
+    flat = [t.reshape(-1) for t in arrays]
+    out = jax.lax.map(lambda z: fn(*z), flat, batch_size=max(1, min(batch, flat[0].size)))
+    return out.reshape(shape)
+
+
 def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[int] | None = None,
-                  batch_size: int = 2048) -> Callable:
-    """Pure kernel function of the no-reset LIF layer (the function underneath :func:`lif_kernels`).
+                  batch_size: int = 1 << 16, depth: int = 1) -> Callable:
+    """Pure kernel function of the no-reset LIF network with ``depth`` hidden LIF layers.
 
     Returns ``kernel_fn(x1, x2, config, readout_weights, sigma_w, sigma_b, sigma_o=1.0,
-    spike_sharpness=None) -> LIFKernel`` with ``x1: (n1, T, n_in)``, ``x2: (n2, T, n_in)``,
+    spike_sharpness=None) -> LIFKernel`` with ``x1: (n1, T, n_in)``, ``x2: (n2, T, n_in)`` or
+    None (then ``K(x1, x1)``, computed once per unordered input pair: the orthant
+    probabilities and membrane covariances are symmetric under ``(x, t) <-> (x', t')``),
     ``config`` a :class:`sgntk.lif.LIFConfig` pytree (time constants, threshold and surrogate
     as array leaves; ``reset`` is ignored: the formulas are the no-reset ones),
-    ``readout_weights`` ``(T,)`` and the scales arrays. No validation; jit/vmap/grad over the
-    config (surrogate sharpness, dampening, tail, time constants, threshold) and the scales,
-    with finite derivatives on the diagonal (``tests/test_lif_gradients.py``). Enable float64
-    yourself. Static: ``get`` (``nngp`` is always computed), ``steps`` (the time steps with
-    nonzero readout weight; default all) and ``batch_size`` (entries per vectorised block of
-    ``jax.lax.map``, memory).
+    ``readout_weights`` ``(T,)`` and the scales arrays. The recursion over layers is the
+    module docstring's; it runs per input pair on ``(T, T)`` time-pair blocks (``lax.map``
+    over blocks of pairs). No validation; jit/vmap/grad over the config (surrogate sharpness,
+    dampening, tail, time constants, threshold) and the scales, with finite derivatives on the
+    diagonal (``tests/test_lif_gradients.py``). Enable float64 yourself. Static: ``which``
+    (``nngp`` is always computed), ``steps`` (the time steps with nonzero readout weight;
+    default all), ``batch_size`` (time-pair entries per vectorised block, memory) and
+    ``depth`` (number of hidden LIF layers, >= 1).
     """
+    get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
+    get = tuple(get)
+    steps = None if steps is None else tuple(int(s) for s in steps)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    depth = check_int("depth", depth, minimum=1)
+
+    def kernel_fn(x1, x2, config, readout_weights, sigma_w, sigma_b, sigma_o=1.0,
+                  spike_sharpness=None) -> LIFKernel:
+        sym = x2 is None
+        x1 = jnp.asarray(x1)
+        x2 = x1 if sym else jnp.asarray(x2)
+        n1, T, n_in = x1.shape
+        n2 = x2.shape[0]
+        kvec = _lif.impulse_response(T, config)
+        kmat = _toeplitz(kvec, T)
+        y1 = jnp.einsum("ts,nsk->ntk", kmat, x1)
+        y2 = y1 if sym else jnp.einsum("ts,nsk->ntk", kmat, x2)
+        kc = jnp.cumsum(kvec)
+        idx = np.arange(T) if steps is None else np.asarray(steps, dtype=int)
+        kw = jnp.asarray(readout_weights)[idx]
+        theta = config.threshold
+        sur = config.surrogate
+        sw2, sb2, so2 = sigma_w**2, sigma_b**2, sigma_o**2
+        cw = sw2 / n_in
+        # Layer-1 time steps: the readout steps at depth 1, all steps below a deeper layer.
+        first = idx if depth == 1 else np.arange(T)
+
+        def layer1(yp, yq):
+            return (cw * jnp.einsum("...tk,...sk->...ts", yp[..., first, :], yq[..., first, :])
+                    + sb2 * kc[first][:, None] * kc[first][None, :])
+
+        def variances(y):
+            """Membrane variances of one input at every layer, ``(depth, T)`` (last: ``first``
+            steps at depth 1)."""
+            a = cw * jnp.sum(y[first] ** 2, -1) + sb2 * kc[first] ** 2
+            out = [a]
+            c = layer1(y, y)
+            for _ in range(depth - 1):
+                p = _orthant_rows(a, a, c)
+                c = kmat @ (sw2 * p + sb2) @ kmat.T
+                a = jnp.diagonal(c)
+                out.append(a)
+            return jnp.stack(out)
+
+        def _orthant_rows(a, b, c):
+            sa = jnp.sqrt(jnp.where(a > 0, a, 1.0))
+            sb = jnp.sqrt(jnp.where(b > 0, b, 1.0))
+            ph, pk = ndtr(-theta / sa), ndtr(-theta / sb)
+            return _orthant_fast(a[..., :, None], b[..., None, :], c, theta,
+                                 ph[..., :, None], pk[..., None, :])
+
+        def mixed(a, b, c):      # E[delta(u_t - theta) psi'(v_t' - theta)], (..., Ta, Tb)
+            return mixed_expectation(a[..., :, None], b[..., None, :], c, theta, sur,
+                                     spike_sharpness, _moment=conditional_moment_fast)
+
+        def mixed_t(a, b, c):    # the same with the sides swapped, in the (t, t') layout
+            return mixed_expectation(b[..., None, :], a[..., :, None], c, theta, sur,
+                                     spike_sharpness, _moment=conditional_moment_fast)
+
+        small = 256 if sur.shape in _CLOSED_INNER else 2
+
+        def gram(a, b, c):       # E[psi'(u_t - theta) psi'(v_t' - theta)]
+            return _map_flat(lambda a_, b_, r_: surrogate_pair_expectation(a_, b_, r_, theta, sur),
+                             (a[..., :, None], b[..., None, :], c), small)
+
+        def contract(m):
+            return so2 * jnp.einsum("...ts,t,s->...", m, kw, kw)
+
+        def pair(ip, iq):
+            """Kernels of the input pair ``(x1[ip], x2[iq])`` (``lax.map`` vmaps it over blocks)."""
+            yp, yq = y1[ip], y2[iq]
+            ap, bq = var1[ip], var2[iq]
+            c = layer1(yp, yq)
+            th = {"pq": c, "qp": c, "gram": c}     # layer-wise NTKs in the (t, t') layout
+            for layer in range(depth):
+                a, b = ap[layer], bq[layer]
+                if layer == depth - 1 and depth > 1 and steps is not None:
+                    a, b, c = a[idx], b[idx], c[idx][:, idx]
+                    th = {k: v[idx][:, idx] for k, v in th.items()}
+                p = _orthant_rows(a, b, c)
+                d = {}
+                if "sgntk" in get:
+                    d["pq"] = mixed(a, b, c)
+                    if sym:
+                        d["qp"] = mixed_t(a, b, c)
+                if "sg_gram" in get:
+                    d["gram"] = gram(a, b, c)
+                if layer == depth - 1:
+                    out = {"nngp": contract(p)}
+                    for k, v in d.items():
+                        out[k] = out["nngp"] + contract(v * th[k])
+                    return out
+                c = kmat @ (sw2 * p + sb2) @ kmat.T
+                th = {k: c + sw2 * kmat @ (v * th[k]) @ kmat.T for k, v in d.items()}
+
+        var1 = jax.vmap(variances)(y1)
+        var2 = var1 if sym else jax.vmap(variances)(y2)
+        if sym:
+            ip, iq = np.triu_indices(n1)
+        else:
+            ip, iq = (g.reshape(-1) for g in np.meshgrid(np.arange(n1), np.arange(n2),
+                                                         indexing="ij"))
+        per_pair = (len(first) if depth > 1 else len(idx)) ** 2
+        vals = jax.lax.map(lambda z: pair(*z), (jnp.asarray(ip), jnp.asarray(iq)),
+                           batch_size=max(1, min(len(ip), batch_size // per_pair)))
+        res = {}
+        if sym:
+            def place(v_pq, v_qp):
+                return jnp.zeros((n1, n1), v_pq.dtype).at[ip, iq].set(v_pq).at[iq, ip].set(v_qp)
+            res["nngp"] = place(vals["nngp"], vals["nngp"])
+            if "sgntk" in get:
+                res["sgntk"] = place(vals["pq"], vals["qp"])
+            if "sg_gram" in get:
+                res["sg_gram"] = place(vals["gram"], vals["gram"])
+        else:
+            res["nngp"] = vals["nngp"].reshape(n1, n2)
+            if "sgntk" in get:
+                res["sgntk"] = vals["pq"].reshape(n1, n2)
+            if "sg_gram" in get:
+                res["sg_gram"] = vals["gram"].reshape(n1, n2)
+        return LIFKernel(**{k: res[k] for k in get})
+
+    return kernel_fn
+
+def _reference_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[int] | None = None,
+                         batch_size: int = 2048) -> Callable:
+    """The one-layer kernel function as it was before issue 9 (flat entry lists, reference
+    orthant and moment routes): kept as the reference :func:`lif_kernel_fn` is tested against
+    (``tests/test_lif_kernels_deep.py``). Same signature as :func:`lif_kernel_fn` at depth 1."""
     get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     get = tuple(get)
     steps = None if steps is None else tuple(int(s) for s in steps)
@@ -356,15 +529,15 @@ def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[in
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_kernel_fn(get, steps, batch_size):
-    return jax.jit(lif_kernel_fn(which=get, steps=steps, batch_size=batch_size))
+def _jitted_kernel_fn(get, steps, batch_size, depth=1):
+    return jax.jit(lif_kernel_fn(which=get, steps=steps, batch_size=batch_size, depth=depth))
 
 
 @float64
 def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, sigma_w=1.0,
                 sigma_b=0.0, sigma_o=1.0, spike_sharpness=UNSET, which: Sequence[str] = UNSET, get=UNSET,
-                chunk: int = 2048, kappa=UNSET, m=UNSET) -> LIFKernel:
-    """Infinite-width NNGP, SG-NTK and surrogate Gram of the no-reset LIF layer (analytic).
+                chunk: int = 1 << 16, depth: int = 1, kappa=UNSET, m=UNSET) -> LIFKernel:
+    """Infinite-width NNGP, SG-NTK and surrogate Gram of the no-reset LIF network (analytic).
 
     Formulas and derivation: module docstring. Only ``config.reset == "none"`` has a
     Gaussian membrane; for a reset use :func:`sgntk.lif_kernels.lif_kernels_mc`. The pure,
@@ -381,7 +554,8 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
         Old name ``m=`` (deprecated).
       get: subset of :data:`KERNELS`. ``sg_gram`` costs a 2-D quadrature per (t, t') entry
         (slow for surrogates without closed-form Gaussian moments, e.g. fast_sigmoid).
-      chunk: entries per vectorised block (memory).
+      chunk: time-pair entries per vectorised block (memory).
+      depth: number of hidden LIF layers (>= 1; recursion in the module docstring).
     Returns:
       :class:`LIFKernel` of float64 ``(n1, n2)`` arrays. Only time steps with
       ``kappa_t != 0`` are evaluated (``"last"``: one entry per pair).
@@ -391,6 +565,8 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
     get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
     sharp = renamed("spike_sharpness", spike_sharpness, "m", m, None)
+    sym = x2 is None
+    depth = check_int("depth", depth, minimum=1)
     x1, x2, cfg, kap, get, sw, sb, so = prepare(x1, x2, config, weights, get, sigma_w,
                                                 sigma_b, sigma_o)
     sharp = check_spike_sharpness(sharp, allow_none=True)
@@ -402,5 +578,6 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
     if not idx:
         z = jnp.zeros((x1.shape[0], x2.shape[0]))
         return LIFKernel(**{k: z for k in get})
-    fn = _jitted_kernel_fn(get, idx, chunk)
-    return fn(jnp.asarray(x1), jnp.asarray(x2), cfg, jnp.asarray(kap), sw, sb, so, sharp)
+    fn = _jitted_kernel_fn(get, idx, chunk, depth)
+    return fn(jnp.asarray(x1), None if sym else jnp.asarray(x2), cfg, jnp.asarray(kap), sw, sb,
+              so, sharp)

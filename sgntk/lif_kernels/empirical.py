@@ -29,7 +29,8 @@ from .._x64 import float64
 from ._common import (DEFAULT_SPIKE_SHARPNESS, KERNELS, UNSET, LIFKernel,
                       check_spike_sharpness, prepare, renamed, true_spike_derivative)
 
-__all__ = ["LIFNetParams", "init_lif_net", "lif_empirical", "lif_kernels_networks"]
+__all__ = ["LIFNetParams", "LIFDeepParams", "init_lif_net", "init_lif_deep", "lif_empirical",
+           "lif_kernels_networks"]
 
 
 class LIFNetParams(NamedTuple):
@@ -117,8 +118,12 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
     :func:`sgntk.empirical.empirical_kernel` on :func:`sgntk.lif.lif_layer`
     (``test_empirical_structured_vs_generic``).
 
+    Deep feed-forward networks (:class:`LIFDeepParams`, :func:`init_lif_deep`): the same
+    structure layer by layer, ``dy/dW^l = sigma_w/sqrt(n_{l-1}) S^{l-1}^T Lambda^l`` with
+    ``Lambda^l = dy/d d^l`` from one backward pass (:func:`_deep_features`).
+
     Args:
-      params: :class:`LIFNetParams` (:func:`init_lif_net`). x1, x2: spike trains as in
+      params: :class:`LIFNetParams` (:func:`init_lif_net`) or :class:`LIFDeepParams`. x1, x2: spike trains as in
         :func:`lif_kernels`. config: :class:`sgntk.lif.LIFConfig` (any reset, detached or
         not). readout_weights (old name ``kappa``): as in :func:`lif_kernels`. sigma_*: NTK
         scales (``sigma_rec`` only used if ``params.w_rec`` is not None). spike_sharpness
@@ -134,6 +139,13 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
                                                 sigma_b, sigma_o)
     srec = check_positive("sigma_rec", sigma_rec, inclusive=True)
     sharp = check_spike_sharpness(sharp, allow_none=False)
+    if isinstance(params, LIFDeepParams):
+        if params.w[0].shape[0] != x1.shape[2]:
+            raise ValueError(f"params.w[0] has {params.w[0].shape[0]} inputs but the spike trains "
+                             f"have n_in = {x1.shape[2]}")
+        p64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
+        return _deep_empirical_jit(p64, jnp.asarray(x1), jnp.asarray(x2), cfg, jnp.asarray(kap),
+                                   sw, sb, so, sharp, get=get)
     if params.w_in.shape[0] != x1.shape[2]:
         raise ValueError(f"params.w_in has {params.w_in.shape[0]} inputs but the spike trains "
                          f"have n_in = {x1.shape[2]}")
@@ -147,15 +159,19 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
                          readout_weights=UNSET, recurrent: bool = False, sigma_w=1.0,
                          sigma_b=0.0, sigma_rec=1.0, sigma_o=1.0, spike_sharpness=UNSET,
                          seed: int = 0, batch_size: int = 4, which: Sequence[str] = UNSET, get=UNSET,
-                         progress: bool | None = None, kappa=UNSET,
+                         progress: bool | None = None, depth: int = 1, kappa=UNSET,
                          m=UNSET) -> _mc.MCEstimate:
     """Monte-Carlo average of :func:`lif_empirical` over ``n_networks`` networks of ``width``.
 
     The estimator of the infinite-width kernels for recurrent networks (bias O(1/width));
     for feed-forward networks its mean equals the mean-field kernel at every width (neurons
     are iid and ``E[w_i w_j] = delta_ij``), so it cross-checks :func:`lif_kernels_mc`.
+    ``depth > 1``: feed-forward networks of ``depth`` hidden layers of ``width``
+    (:func:`init_lif_deep`); their mean has an O(1/width) finite-width bias (the inner drives
+    are only asymptotically Gaussian).
     Returns :class:`sgntk.monte_carlo.MCEstimate` of :class:`LIFKernel` s.
-    Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_mc_vs_networks``.
+    Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_mc_vs_networks``,
+    ``tests/test_lif_kernels_deep.py``.
     """
     get = renamed("which", which, "get", get, KERNELS)   # get= is the old name
     weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
@@ -165,8 +181,18 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
     srec = check_positive("sigma_rec", sigma_rec, inclusive=True)
     sharp = check_spike_sharpness(sharp, allow_none=False)
     width = check_int("width", width, minimum=1)
+    depth = check_int("depth", depth, minimum=1)
+    if recurrent and depth > 1:
+        raise ValueError("recurrent=True is only implemented for depth = 1")
     n_in = x1.shape[2]
     x1j, x2j, kj = jnp.asarray(x1), jnp.asarray(x2), jnp.asarray(kap)
+    if depth > 1:
+        def deep_sample(key):
+            params = init_lif_deep(key, n_in, width, depth)
+            return _deep_empirical_impl(params, x1j, x2j, cfg, kj, sw, sb, so, sharp, get)
+
+        return _mc.estimate(deep_sample, jax.random.PRNGKey(seed), n_networks,
+                            batch_size=batch_size, progress=progress)
 
     def sample(key):
         params = init_lif_net(key, n_in, width, recurrent=recurrent)
@@ -174,3 +200,82 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
 
     return _mc.estimate(sample, jax.random.PRNGKey(seed), n_networks, batch_size=batch_size,
                         progress=progress)
+
+
+# --------------------------------------------------------------------------------------
+# Deep feed-forward networks.
+# --------------------------------------------------------------------------------------
+class LIFDeepParams(NamedTuple):
+    """Raw ``N(0, 1)`` parameters of a feed-forward LIF network with ``len(w)`` hidden layers.
+
+    w: tuple of ``(n_in, N)``, ``(N, N)``, ...; bias: tuple of ``(N,)``; w_out ``(N,)``.
+    """
+
+    w: tuple
+    bias: tuple
+    w_out: jax.Array
+
+
+def init_lif_deep(key, n_in: int, width: int, depth: int) -> LIFDeepParams:
+    """All raw parameters iid ``N(0, 1)`` for ``depth`` hidden LIF layers of ``width`` neurons."""
+    depth = check_int("depth", depth, minimum=1)
+    keys = jax.random.split(key, 2 * depth + 1)
+    ws = tuple(jax.random.normal(keys[2 * i], (n_in if i == 0 else width, width))
+               for i in range(depth))
+    bs = tuple(jax.random.normal(keys[2 * i + 1], (width,)) for i in range(depth))
+    return LIFDeepParams(ws, bs, jax.random.normal(keys[-1], (width,)))
+
+
+def _deep_features(params, x, config, kappa, sw, sb, so, sharp):
+    """Output, per-layer inputs ``S^{l-1}`` and drive sensitivities ``Lambda^l`` (true, surrogate).
+
+    ``d^l = sigma_w / sqrt(n_{l-1}) S^{l-1} W^l + sigma_b b^l`` (``S^0 = x``), ``S^l =
+    lif_scan(d^l)``, ``y = sigma_o / sqrt(N) (kappa . S^L) w_out``; ``Lambda^l = dy / d d^l``
+    by one backward pass through zero perturbations of every drive.
+    """
+    width = params.w_out.shape[0]
+    scale = so / math.sqrt(width)
+
+    def forward(eps, cfg):
+        s, inputs = x, []
+        for w, b, e in zip(params.w, params.bias, eps):
+            inputs.append(s)
+            d = s @ (sw / math.sqrt(w.shape[0]) * w) + sb * b + e
+            s = _lif.lif_scan(d, config=cfg).spikes
+        return scale * (kappa @ s) @ params.w_out, (inputs, s)
+
+    zeros = tuple(jnp.zeros((x.shape[0], w.shape[1]), x.dtype) for w in params.w)
+    cfg_true = config.replace(surrogate=true_spike_derivative(sharp))
+    lam_t, (inputs, s_last) = jax.grad(forward, has_aux=True)(zeros, cfg_true)
+    lam_s, _ = jax.grad(forward, has_aux=True)(zeros, config)
+    y = scale * (kappa @ s_last) @ params.w_out
+    return y, tuple(inputs), lam_t, lam_s, scale * (kappa @ s_last)
+
+
+def _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get):
+    """Kernels as sums over layers of ``sum_{t,t'} G^l_tt' (Lambda^l Lambda~^l^T)_tt'`` with the
+    empirical drive covariance ``G^l = sigma_w^2 / n_{l-1} S^{l-1} S'^{l-1}^T + sigma_b^2``
+    (the Gram of the weight and bias gradients), plus the readout Gram."""
+    f = jax.vmap(lambda x: _deep_features(params, x, config, kappa, sw, sb, so, sharp))
+    y1, in1, lt1, ls1, ro1 = f(x1)
+    y2, in2, _, ls2, ro2 = f(x2)
+    readout = jnp.einsum("pn,qn->pq", ro1, ro2)
+
+    def layers(lam1, lam2):
+        total = readout
+        for w, s1, s2, a1, a2 in zip(params.w, in1, in2, lam1, lam2):
+            g = sw**2 / w.shape[0] * jnp.einsum("ptk,qsk->pqts", s1, s2) + sb**2
+            total = total + jnp.einsum("pqts,ptn,qsn->pq", g, a1, a2)
+        return total
+
+    out = {}
+    if "nngp" in get:
+        out["nngp"] = y1[:, None] * y2[None, :]
+    if "sgntk" in get:
+        out["sgntk"] = layers(lt1, ls2)
+    if "sg_gram" in get:
+        out["sg_gram"] = layers(ls1, ls2)
+    return LIFKernel(**out)
+
+
+_deep_empirical_jit = jax.jit(_deep_empirical_impl, static_argnames=("get",))

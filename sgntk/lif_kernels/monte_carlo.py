@@ -71,7 +71,8 @@ def lif_kernels_mc(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET
                    sigma_b=0.0, sigma_o=1.0, spike_sharpness=UNSET, n_neurons: int = 100_000,
                    block: int = 256, batch_size: int = 16, seed: int = 0,
                    recurrent: bool = False, width: int = 1000, sigma_rec=1.0,
-                   progress: bool | None = None, kappa=UNSET, m=UNSET) -> _mc.MCEstimate:
+                   progress: bool | None = None, depth: int = 1, replicates: int = 10,
+                   kappa=UNSET, m=UNSET) -> _mc.MCEstimate:
     """Mean-field Monte-Carlo estimate of the infinite-width kernels, any reset.
 
     Feed-forward (default): ``n_neurons`` single-neuron drive trajectories are sampled from
@@ -90,12 +91,21 @@ def lif_kernels_mc(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET
     is :func:`lif_kernels_networks` with ``n_networks = max(2, n_neurons // width)``
     networks of ``width`` (finite-width bias O(1/width)).
 
+    ``depth > 1`` (feed-forward only): layer-by-layer mean field (module docstring):
+    ``replicates`` independent runs of the whole pipeline, each with ``n_neurons //
+    replicates`` neurons per layer and sweep; mean and standard error over the replicates
+    (so the error includes the noise of the estimated inner-layer covariances).
+
     Returns:
       :class:`sgntk.monte_carlo.MCEstimate` with ``mean`` and ``stderr`` :class:`LIFKernel` s.
-    Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_and_recurrence_change_kernel``.
+    Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_and_recurrence_change_kernel``,
+    ``tests/test_lif_kernels_deep.py``.
     """
     weights = renamed("readout_weights", readout_weights, "kappa", kappa, None)
     sharp = renamed("spike_sharpness", spike_sharpness, "m", m, DEFAULT_SPIKE_SHARPNESS)
+    depth = check_int("depth", depth, minimum=1)
+    if recurrent and depth > 1:
+        raise ValueError("recurrent=True is only implemented for depth = 1")
     if recurrent:
         return lif_kernels_networks(
             x1, x2, config=config, width=width, n_networks=max(2, n_neurons // width),
@@ -109,6 +119,13 @@ def lif_kernels_mc(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET
     n_samples = n_neurons // block
     if n_samples < 2:
         raise ValueError(f"n_neurons // block must be >= 2; got {n_neurons} // {block}")
+    if depth > 1:
+        replicates = check_int("replicates", replicates, minimum=2)
+        if n_neurons // (block * replicates) < 1:
+            raise ValueError(f"n_neurons must be >= block * replicates = {block * replicates}; "
+                             f"got {n_neurons}")
+        return _lif_kernels_mc_deep(x1, x2, cfg, kap, sw, sb, so, sharp, depth, n_neurons,
+                                    block, replicates, seed)
     n1 = x1.shape[0]
     factor = jnp.asarray(_drive_factor(np.concatenate([x1, x2]), sw, sb))
     kj = jnp.asarray(kap)
@@ -119,3 +136,105 @@ def lif_kernels_mc(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET
 
     return _mc.estimate(sample, jax.random.PRNGKey(seed), n_samples, batch_size=batch_size,
                         progress=progress)
+
+
+# --------------------------------------------------------------------------------------
+# Deep feed-forward networks: layer-by-layer mean field.
+# --------------------------------------------------------------------------------------
+def _psd_factor(m, rel=1e-12):
+    """``F`` with ``F F^T = m`` for a (numerically) positive semi-definite ``m`` (eigh; negative
+    rounding-level eigenvalues dropped)."""
+    w, v = np.linalg.eigh(0.5 * (m + m.T))
+    keep = w > rel * max(w.max(), 0.0)
+    return v[:, keep] * np.sqrt(w[keep])
+
+
+def _deep_block(key, f_fwd, f_bwd, kappa, config, sharp, block, last):
+    """One block of ``block`` iid neurons of one hidden layer (mean field).
+
+    ``f_fwd`` ``(P, T, r)``: factor of the layer's drive covariance over all inputs and times;
+    ``f_bwd`` ``(2, P, T, rb)``: factor of the joint covariance of the backward fields
+    (true-derivative chain, surrogate chain) that reach the layer's spikes from above (None at
+    the top layer, where the field is the readout weight ``kappa``). Returns block means of the
+    spike second moments ``Q`` ``(P, T, P, T)``, the sensitivities' joint second moments ``Pi``
+    ``(2, P, T, 2, P, T)``, the readout products ``o o^T`` ``(P, P)`` and the layer's kernel
+    contributions ``(F^T lambda^a) . (F^T lambda^b)`` ``(P, P)`` for (a, b) = (true, surrogate),
+    (surrogate, surrogate).
+    """
+    P, T, r = f_fwd.shape
+    kz, kg = jax.random.split(key)
+    z = jax.random.normal(kz, (block, r), f_fwd.dtype)
+    drive = jnp.einsum("ptr,br->tbp", f_fwd, z).reshape(T, block * P)
+    cfg_true = config.replace(surrogate=true_spike_derivative(sharp))
+    spikes, pull_t = jax.vjp(lambda d: _lif.lif_scan(d, config=cfg_true).spikes, drive)
+    _, pull_s = jax.vjp(lambda d: _lif.lif_scan(d, config=config).spikes, drive)
+    if last:
+        cot_t = cot_s = jnp.broadcast_to(kappa[:, None], (T, block * P))
+    else:
+        zg = jax.random.normal(kg, (block, f_bwd.shape[-1]), f_fwd.dtype)
+        g = jnp.einsum("aptr,br->atbp", f_bwd, zg).reshape(2, T, block * P)
+        cot_t, cot_s = g[0], g[1]
+    lam = jnp.stack([pull_t(cot_t)[0], pull_s(cot_s)[0]]).reshape(2, T, block, P)
+    s = spikes.reshape(T, block, P)
+    o = jnp.einsum("t,tbp->bp", kappa, s)
+    proj = jnp.einsum("atbp,ptr->abpr", lam, f_fwd)
+    return dict(q=jnp.einsum("tbp,sbq->ptqs", s, s) / block,
+                pi=jnp.einsum("atbp,csbq->aptcqs", lam, lam) / block,
+                oo=jnp.einsum("bp,bq->pq", o, o) / block,
+                k_ts=jnp.einsum("bpr,bqr->pq", proj[0], proj[1]) / block,
+                k_ss=jnp.einsum("bpr,bqr->pq", proj[1], proj[1]) / block)
+
+
+_deep_block_jit = jax.jit(_deep_block, static_argnames=("block", "last"))
+
+
+def _deep_replicate(key, factor1, kappa, config, sharp, sw, sb, so, depth, n_blocks, block):
+    """One estimate of the depth-``depth`` kernels over the joint inputs (all pairs)."""
+    P, T, _ = factor1.shape
+    keys = jax.random.split(key, 2 * depth)
+
+    def sweep(k, f_fwd, f_bwd, last):
+        acc = None
+        for kb in jax.random.split(k, n_blocks):
+            out = _deep_block_jit(kb, f_fwd, f_bwd, kappa, config, sharp, block=block, last=last)
+            acc = out if acc is None else jax.tree_util.tree_map(jnp.add, acc, out)
+        return jax.tree_util.tree_map(lambda v: np.asarray(v) / n_blocks, acc)
+
+    # Forward: the drive covariance of layer l + 1 is sw^2 E[S S^T] + sb^2 of layer l.
+    factors = [factor1]
+    for layer in range(depth - 1):
+        q = sweep(keys[layer], jnp.asarray(factors[-1]), None, True)["q"]
+        g = sw**2 * q.reshape(P * T, P * T) + sb**2
+        factors.append(_psd_factor(g).reshape(P, T, -1))
+    # Backward: top layer (readout field kappa), then fields of covariance sw^2 Pi from above.
+    total_ts = total_ss = nngp = 0.0
+    f_bwd = None
+    for layer in reversed(range(depth)):
+        last = layer == depth - 1
+        out = sweep(keys[depth + layer], jnp.asarray(factors[layer]),
+                    None if f_bwd is None else jnp.asarray(f_bwd), last)
+        scale = so**2 if last else 1.0
+        total_ts = total_ts + scale * out["k_ts"]
+        total_ss = total_ss + scale * out["k_ss"]
+        if last:
+            nngp = so**2 * out["oo"]
+        if layer > 0:
+            pi = scale * sw**2 * out["pi"].reshape(2 * P * T, 2 * P * T)
+            f_bwd = _psd_factor(pi).reshape(2, P, T, -1)
+    return LIFKernel(nngp, nngp + total_ts, nngp + total_ss)
+
+
+def _lif_kernels_mc_deep(x1, x2, cfg, kap, sw, sb, so, sharp, depth, n_neurons, block,
+                         replicates, seed):
+    n1 = x1.shape[0]
+    x = np.concatenate([x1, x2])
+    factor1 = _drive_factor(x, sw, sb)
+    n_blocks = max(1, n_neurons // (block * replicates))
+    keys = jax.random.split(jax.random.PRNGKey(seed), replicates)
+    reps = [_deep_replicate(k, factor1, jnp.asarray(kap), cfg, sharp, sw, sb, so, depth,
+                            n_blocks, block) for k in keys]
+    stack = jax.tree_util.tree_map(lambda *v: np.stack(v)[:, :n1, n1:], *reps)
+    mean = jax.tree_util.tree_map(lambda v: jnp.asarray(v.mean(0)), stack)
+    err = jax.tree_util.tree_map(lambda v: jnp.asarray(v.std(0, ddof=1) / math.sqrt(replicates)),
+                                 stack)
+    return _mc.MCEstimate(mean, err, replicates)
