@@ -266,3 +266,44 @@ def test_memory_per_device_formula():
     assert b == 8 * (12_500 * 100_000 + 16 * 1024 ** 2)
     assert memory_per_device(10, 10, devices=1, tile=1024, kernels=2) == 8 * (200 + 1600)
     assert memory_per_device(10, 7, devices=4, tile=2) == 8 * (3 * 7 + 16 * 2 * 2)
+
+
+def test_on_disk_run_interrupted_by_an_error_resumes(tmp_path):
+    """A real interruption: the 6th tile's computation raises (host callback); the tiles
+    written before are on disk and marked done, the rerun computes only the missing ones."""
+    import jax
+    import jax.numpy as jnp
+
+    from sgntk import sharding
+    from sgntk._util import read_npz
+
+    calls, fail_at = [], [6]
+
+    def record(v):
+        calls.append(float(v))
+        if len(calls) == fail_at[0]:
+            raise RuntimeError("interrupted on purpose")
+        return np.zeros((), np.float32)
+
+    def fn(a, b):
+        flag = jax.pure_callback(record, jax.ShapeDtypeStruct((), jnp.float32), a[0, 0])
+        return {"k": a @ b.T + flag}
+
+    x = np.arange(24, dtype=np.float32).reshape(12, 2) / 7.0
+    want = x @ x.T
+    out = tmp_path / "k"
+    with pytest.raises(Exception, match="interrupted on purpose"):
+        sharding.map_tiles(fn, x, tile=3, out=out, progress=False)
+    done = read_npz(out / "tiles_done.npz")["done"]
+    n_done = int(done.sum())
+    assert done.shape == (4, 4) and 1 <= n_done < 6
+    part = np.load(out / "k.npy")
+    for i, j in zip(*np.nonzero(done)):
+        np.testing.assert_array_equal(part[3 * i:3 * i + 3, 3 * j:3 * j + 3],
+                                      want[3 * i:3 * i + 3, 3 * j:3 * j + 3])
+    calls.clear()
+    fail_at[0] = -1
+    res = sharding.map_tiles(fn, x, tile=3, out=out, progress=False)
+    assert len(calls) == 16 - n_done            # only the missing tiles were computed
+    np.testing.assert_array_equal(res["k"], want)
+    assert read_npz(out / "tiles_done.npz")["done"].all()
