@@ -377,37 +377,44 @@ def lif_backward_gain(x, *, config: _lif.LIFConfig, sigma_w=1.0, recurrent: bool
     T, n_in = x.shape[1], x.shape[2]
     cfg = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), config)
 
-    def one_network(key):
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_networks)
+    g = []
+    for key in keys:  # one compiled function per (shapes, static config fields)
         k1, k2 = jax.random.split(key)
         p = _lif.init_lif(k1, n_in, width, sigma_w=sigma_w, recurrent=recurrent,
                           sigma_rec=sigma_rec, dtype=jnp.float64)
         a = jax.random.normal(k2, (width,), jnp.float64)
-
-        def adjoint(xp):
-            drive = xp @ p.w_in
-
-            def out(eps):
-                def step(st, inp):
-                    d, e = inp
-                    st = _lif.LIFState(st.current, st.membrane + e)
-                    return _lif.lif_step(st, d, cfg, w_rec=p.w_rec)
-
-                z = jnp.zeros((width,), jnp.float64)
-                _, (_, u) = jax.lax.scan(step, _lif.LIFState(z, z), (drive, eps))
-                return jnp.dot(a, u[-1])
-
-            return jnp.mean(jax.grad(out)(jnp.zeros((T, width), jnp.float64)) ** 2, -1)
-
-        return jnp.mean(jax.lax.map(adjoint, x), 0)  # (T,)
-
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_networks)
-    g = jax.lax.map(jax.jit(one_network), keys)  # (n_networks, T)
+        g.append(_membrane_adjoint_sq(x, p.w_in, p.w_rec, a, cfg))
+    g = jnp.stack(g)  # (n_networks, T)
     g = g / g[:, -1:]  # g(T-1) = mean a^2 -> 1 exactly
     mean = g.mean(0)
     se = g.std(0, ddof=1) / np.sqrt(n_networks)
     tiny = jnp.finfo(jnp.float64).tiny
     chi = jnp.maximum(mean[0], tiny) ** (1.0 / max(T - 1, 1))
     return BackwardGain(chi, mean, se, jnp.log10(jnp.max(mean)))
+
+
+@jax.jit
+def _membrane_adjoint_sq(x, w_in, w_rec, a, cfg):
+    """Mean over neurons and inputs of ``(d~ <a, U[T-1]> / dU[t])^2``, ``(T,)``."""
+    T, width = x.shape[1], w_in.shape[1]
+
+    def adjoint(xp):
+        drive = xp @ w_in
+
+        def out(eps):
+            def step(st, inp):
+                d, e = inp
+                st = _lif.LIFState(st.current, st.membrane + e)
+                return _lif.lif_step(st, d, cfg, w_rec=w_rec)
+
+            z = jnp.zeros((width,), x.dtype)
+            _, (_, u) = jax.lax.scan(step, _lif.LIFState(z, z), (drive, eps))
+            return jnp.dot(a, u[-1])
+
+        return jnp.mean(jax.grad(out)(jnp.zeros((T, width), x.dtype)) ** 2, -1)
+
+    return jnp.mean(jax.lax.map(adjoint, x), 0)
 
 
 @float64

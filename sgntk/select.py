@@ -69,7 +69,8 @@ SCORE_DOC = ("score = mean held-out argmax accuracy of the linearised SGL dynami
 
 #: The default grid of ``sgntk select`` (200 points for a LIF layer).
 DEFAULT_GRID = dict(shape=["fast_sigmoid", "triangular", "gaussian", "sigmoid", "cauchy"],
-                    sharpness=[0.5, 5.0], dampening=[0.3, 1.0, 3.0], sigma_w=[5.0, 10.0],
+                    sharpness=[0.5, 5.0], dampening=[1.0, 3.0],
+                    sigma_w=[2.5, 5.0, 10.0, 20.0, 40.0],
                     reset=["zero"], detach_reset=[True, False], recurrent=[False],
                     threshold=[1.0], tail=[None])
 
@@ -119,14 +120,15 @@ class LIFNetwork:
             k = LK.lif_kernels(x, config=cfg, readout_weights="sum", sigma_w=self.sigma_w,
                                which=("nngp", "sgntk", "sg_gram"))
             return np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)
-        est = LK.lif_kernels_networks(x, config=cfg, width=self.width,
-                                      n_networks=self.n_networks, readout_weights="sum",
-                                      recurrent=self.recurrent, sigma_w=self.sigma_w,
-                                      sigma_rec=self.sigma_rec,
-                                      which=("nngp", "sgntk", "sg_gram"), seed=seed,
-                                      progress=False)
-        return (np.asarray(est.mean.nngp), np.asarray(est.mean.sgntk),
-                np.asarray(est.mean.sg_gram))
+        # = LK.lif_kernels_networks (mean over networks), one lif_empirical call per network so
+        # that its compiled function is reused across grid points with the same static fields
+        ks = []
+        for key in jax.random.split(jax.random.PRNGKey(seed), self.n_networks):
+            p = LK.init_lif_net(key, x.shape[2], self.width, recurrent=self.recurrent)
+            k = LK.lif_empirical(p, x, config=cfg, readout_weights="sum", sigma_w=self.sigma_w,
+                                 sigma_rec=self.sigma_rec, which=("nngp", "sgntk", "sg_gram"))
+            ks.append([np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)])
+        return tuple(np.mean(np.array(ks), 0))
 
     def backward(self, x, surrogate, *, seed: int = 0) -> D.BackwardGain:
         return D.lif_backward_gain(x, config=self.config(surrogate), sigma_w=self.sigma_w,
@@ -145,7 +147,7 @@ class MLPNetwork:
 
     depth: int = 2
     activation: str = "sign"
-    m: float = 1.0
+    m: Optional[float] = None
     sigma_w: float = 1.0
     sigma_b: float = 0.1
 
@@ -168,7 +170,8 @@ class MLPNetwork:
         with jax.enable_x64(True):
             return D.mlp_backward_gain(jnp.asarray(x), depth=self.depth,
                                        activation=self.activation, surrogate=surrogate,
-                                       sigma_w=self.sigma_w, sigma_b=self.sigma_b, m=self.m)
+                                       sigma_w=self.sigma_w, sigma_b=self.sigma_b,
+                                       m=1.0 if self.m is None else self.m)
 
     def hc_gain(self, x, surrogate) -> float:
         # the Glorot-like condition for a feed-forward stack: chi per layer = 1

@@ -1,0 +1,137 @@
+"""sgntk.select: grid expansion, the score's documented properties, validation statistics,
+resume, the command line, and the validation study's seed-vmapped trainer."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sgntk import diagnostics as D
+from sgntk import select
+
+
+def test_expand_grid_counts_and_tail():
+    g = dict(shape=["fast_sigmoid", "q_pseudo_spike", "straight_through"], sharpness=[1.0, 5.0],
+             dampening=[1.0], tail=[2.0, 4.0], sigma_w=[1.0, 2.0])
+    pts = select.expand_grid(g)
+    n = {s: sum(p["shape"] == s for p in pts) for s in g["shape"]}
+    # tail multiplies q_pseudo_spike only; sharpness is irrelevant for straight-through
+    assert n == {"fast_sigmoid": 4, "q_pseudo_spike": 8, "straight_through": 2}
+    assert len({p["name"] for p in pts}) == len(pts)
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        select.expand_grid(dict(shape=["nope"]))
+    assert len(select.expand_grid(select.DEFAULT_GRID)) == 200
+
+
+def _circle(n=16):
+    a = np.linspace(-np.pi, np.pi, n, endpoint=False)
+    x = np.stack([np.sin(a), np.cos(a)], 1) * (1 + 0.3 * np.cos(3 * a))[:, None]
+    return x, (np.sin(2 * a) > 0).astype(np.int64)
+
+
+def test_score_is_invariant_to_surrogate_scale_under_adam():
+    """Depth 1: the hidden part of the SG-NTK is linear in the dampening, so the layer-normalised
+    (Adam) kernel, hence the score, does not depend on it; with SGD it does."""
+    x, y = _circle()
+    net = select.MLPNetwork(depth=1, activation="sign")
+    r = {d: select.evaluate_point(net, x, y, surrogate=select.surrogate_of(
+        dict(shape="fast_sigmoid", sharpness=2.0, dampening=d)), train_steps=30, folds=4,
+        backward=False) for d in (0.1, 10.0)}
+    assert r[0.1]["score"] == pytest.approx(r[10.0]["score"], abs=1e-12)
+    assert r[0.1]["predicted_loss"] == pytest.approx(r[10.0]["predicted_loss"], rel=1e-9)
+    s = {d: select.evaluate_point(net, x, y, surrogate=select.surrogate_of(
+        dict(shape="fast_sigmoid", sharpness=2.0, dampening=d)), optimizer="sgd",
+        train_steps=30, backward=False)["predicted_loss"] for d in (0.1, 10.0)}
+    assert s[0.1] != pytest.approx(s[10.0], rel=1e-3)
+
+
+def test_cv_score_vs_explicit_folds():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(12, 12))
+    k = a @ a.T / 12 + np.eye(12) + 0.1 * rng.normal(size=(12, 12))
+    labels = np.arange(12) % 3
+    y = D.one_hot_targets(labels)
+    got = select._cv_score(k, y, True, folds=3, train_steps=20, lr_fraction=0.5)
+    accs = []
+    for f in range(3):
+        te = np.arange(f, 12, 3)
+        tr = np.setdiff1d(np.arange(12), te)
+        ktt = k[np.ix_(tr, tr)]
+        lam = np.linalg.eigvals(ktt)
+        lr = 0.5 * np.min(2 * lam.real / np.abs(lam) ** 2)
+        fte, r = np.zeros((len(te), 3)), -y[tr]
+        for _ in range(20):
+            fte, r = fte - lr * k[np.ix_(te, tr)] @ r, r - lr * ktt @ r
+        accs.append(np.mean(fte.argmax(1) == labels[te]))
+    assert got == pytest.approx(np.mean(accs), abs=1e-12)
+
+
+def test_spearman_and_validation_table():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=30), rng.normal(size=30)
+    assert select.spearman(a, b) == pytest.approx(stats.spearmanr(a, b)[0], abs=1e-12)
+    rows = [dict(name=f"c{i}", half="AB"[i % 2], score=float(i), hc_score=float(-i),
+                 predicted_loss=float(-i), test_accuracy=0.1 + 0.01 * i, train_ce=2.0 - 0.01 * i)
+            for i in range(10)]
+    t = select.validation_table(rows)
+    assert t["all"]["score"]["vs_accuracy"]["rho"] == pytest.approx(1.0)
+    assert t["all"]["score"]["best_in_top3"] and t["all"]["score"]["best_measured_rank"] == 1
+    assert t["all"]["hc_score"]["vs_accuracy"]["rho"] == pytest.approx(-1.0)
+    assert not t["all"]["hc_score"]["best_in_top3"]
+    assert t["all"]["predicted_vs_measured_loss"]["rho"] == pytest.approx(1.0)
+    lo, hi = t["A"]["score"]["vs_accuracy"]["ci95"]
+    assert lo <= 1.0 <= hi + 1e-12
+
+
+def test_run_grid_resumes_and_cli(tmp_path, monkeypatch):
+    x, y = _circle(12)
+    grid = dict(shape=["fast_sigmoid", "gaussian"], sharpness=[1.0, 4.0], dampening=[1.0],
+                sigma_w=[1.0])
+    net = select.MLPNetwork(depth=1)
+    rows = select.run_grid(net, grid, x, y, str(tmp_path / "g"), train_steps=10,
+                           progress=False)
+    assert len(rows) == 4 and all(np.isfinite(r["score"]) for r in rows)
+    monkeypatch.setattr(select, "evaluate_point", lambda *a, **k: 1 / 0)  # must not be called
+    again = select.run_grid(net, grid, x, y, str(tmp_path / "g"), train_steps=10,
+                            progress=False)
+    assert [r["score"] for r in again] == [r["score"] for r in rows]
+    monkeypatch.undo()
+    text = select.format_table(rows) + select.recommend(rows)
+    assert "Recommendation:" in text and "Herranz-Celotti" in text
+    gpath = tmp_path / "grid.json"
+    gpath.write_text(json.dumps(grid))
+    from sgntk import cli
+    assert cli.main(["select", "--data", "circle", "--n-samples", "12", "--grid", str(gpath),
+                     "--network", '{"depth": 1}', "--train-steps", "10", "--no-progress",
+                     "--out", str(tmp_path / "cli")]) == 0
+    out = json.loads((tmp_path / "cli" / "select.json").read_text())
+    assert len(out["rows"]) == 4 and out["recommendation"].startswith("Recommendation:")
+
+
+def test_validation_trainer_equals_lif_train():
+    """experiments/selection/validation.py trains seeds in one vmap; per seed it must be the
+    computation of sgntk.lif_train.train (same init, batches, loss, Adam)."""
+    import jax
+    from sgntk import lif_train
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments", "selection"))
+    import validation as V
+    spec = V.load_spec(smoke=True)
+    spec["train"].update(epochs=1, nb_samples=10)
+    splits = V.task_data("randman", spec)
+    point = dict(shape="fast_sigmoid", sharpness=5.0, dampening=1.0, sigma_w=10.0,
+                 threshold=1.0, reset="zero", detach_reset=True, recurrent=False)
+    runs = V.train_seeds(point, spec, splits, [3])
+    tc = V.train_config(point, spec, 3)
+    # identical initialisation
+    n_out = int(max(splits.train.labels.max(), splits.test.labels.max())) + 1
+    p0, _, _ = V._init_state(tc, splits.train.spikes.shape[2], n_out)
+    k_init, _ = jax.random.split(jax.random.key(3))
+    ref = lif_train._lif.init_snn(k_init, splits.train.spikes.shape[2], tc.n_hidden, n_out,
+                                  init="gaussian", sigma_w=10.0, sigma_out=tc.sigma_out)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p0),
+                                                    jax.tree_util.tree_leaves(ref)))
+    _, hist = lif_train.train(tc, splits, progress=False)
+    # one epoch = one minibatch here: the same loss up to float32 summation order
+    assert runs[0]["history"]["loss"][0] == pytest.approx(hist["loss"][0], rel=1e-5)
