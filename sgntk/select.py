@@ -111,6 +111,7 @@ class LIFNetwork:
                               threshold=self.threshold, surrogate=surrogate, reset=self.reset,
                               detach_reset=self.detach_reset, readout="sum").validate()
 
+    @float64
     def kernels(self, x, surrogate, *, seed: int = 0):
         """``(nngp, sgntk, sg_gram)`` on ``x`` ``(P, T, n_in)`` (float64 numpy)."""
         from . import lif_kernels as LK
@@ -121,13 +122,17 @@ class LIFNetwork:
                                which=("nngp", "sgntk", "sg_gram"))
             return np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)
         # = LK.lif_kernels_networks (mean over networks), one lif_empirical call per network so
-        # that its compiled function is reused across grid points with the same static fields
+        # that its compiled function is reused across grid points with the same static fields.
+        # The NNGP estimate is the readout-weight part of the kernel, (1/N) sum_i c_i(x) c_i(x')
+        # with c_i = sum_t kappa_t S_i[t] (lif_empirical's "nngp" is the one-sample y y^T).
         ks = []
         for key in jax.random.split(jax.random.PRNGKey(seed), self.n_networks):
             p = LK.init_lif_net(key, x.shape[2], self.width, recurrent=self.recurrent)
             k = LK.lif_empirical(p, x, config=cfg, readout_weights="sum", sigma_w=self.sigma_w,
-                                 sigma_rec=self.sigma_rec, which=("nngp", "sgntk", "sg_gram"))
-            ks.append([np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)])
+                                 sigma_rec=self.sigma_rec, which=("sgntk", "sg_gram"))
+            c = _readout_features(jnp.asarray(x, jnp.float64), p.w_in, p.w_rec, cfg,
+                                  self.sigma_w, self.sigma_rec)
+            ks.append([np.asarray(c @ c.T), np.asarray(k.sgntk), np.asarray(k.sg_gram)])
         return tuple(np.mean(np.array(ks), 0))
 
     def backward(self, x, surrogate, *, seed: int = 0) -> D.BackwardGain:
@@ -139,6 +144,17 @@ class LIFNetwork:
         return float(D.herranz_celotti_gain(x, config=self.config(surrogate),
                                             sigma_w=self.sigma_w, recurrent=self.recurrent,
                                             sigma_rec=self.sigma_rec, width=self.width))
+
+
+@jax.jit
+def _readout_features(x, w_in, w_rec, cfg, sigma_w, sigma_rec):
+    """``c_i(x) = sum_t S_i[t] / sqrt(N)`` of the network of :func:`sgntk.lif_kernels.lif_empirical`
+    (raw N(0, 1) weights, NTK scales, no bias), ``(P, N)``."""
+    n_in, width = w_in.shape
+    w = sigma_w / jnp.sqrt(n_in) * w_in
+    v = None if w_rec is None else sigma_rec / jnp.sqrt(width) * w_rec
+    spikes = jax.vmap(lambda xp: _lif.lif_scan(xp @ w, config=cfg, w_rec=v).spikes)(x)
+    return spikes.sum(1) / jnp.sqrt(width)
 
 
 @dataclasses.dataclass(frozen=True)
