@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "demo_figure"]
+__all__ = ["available", "demo_figure", "selection_heatmaps"]
 
 
 def available() -> bool:
@@ -58,3 +58,46 @@ def demo_figure(result: dict, path) -> str:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return os.fspath(path)
+
+
+def selection_heatmaps(rows, out, *, value: str = "score") -> list:
+    """Heatmaps of a ``sgntk select`` grid (rows of :func:`sgntk.select.run_grid`) into ``out``.
+
+    One PNG per pair of grid fields that take more than one value (shape, sharpness,
+    dampening, tail, sigma_w, threshold, detach_reset, recurrent), the cell colour the best
+    ``value`` over the other fields. Returns the paths written.
+    """
+    import itertools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fields = [f for f in ("shape", "sharpness", "dampening", "tail", "sigma_w", "threshold",
+                          "detach_reset", "recurrent")
+              if len({str(r["point"].get(f)) for r in rows}) > 1]
+    paths = []
+    for fa, fb in itertools.combinations(fields, 2):
+        va = sorted({str(r["point"].get(fa)) for r in rows})
+        vb = sorted({str(r["point"].get(fb)) for r in rows})
+        grid = np.full((len(va), len(vb)), np.nan)
+        for r in rows:
+            i, j = va.index(str(r["point"].get(fa))), vb.index(str(r["point"].get(fb)))
+            grid[i, j] = np.nanmax([grid[i, j], r[value]])
+        fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(vb), 1.0 + 0.45 * len(va)))
+        im = ax.imshow(grid, cmap="viridis", aspect="auto")
+        ax.set(xticks=range(len(vb)), xticklabels=vb, yticks=range(len(va)), yticklabels=va,
+               xlabel=fb, ylabel=fa, title=f"best {value}")
+        for i, j in itertools.product(range(len(va)), range(len(vb))):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="w")
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        path = os.path.join(os.fspath(out), f"select_{fa}_{fb}.png")
+        os.makedirs(os.fspath(out), exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
