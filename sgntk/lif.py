@@ -55,6 +55,10 @@ from . import surrogates as _sg
 # Time steps per scan iteration: a pure speed knob (results identical); 4 measured ~1.5x faster
 # forward+backward on the 2-core CPU (benchmarks/bench_lif.py).
 _SCAN_UNROLL = 4
+# The same knob for snn_apply's batched scan: with a whole batch per step the work per step is
+# large and unrolling measured slower (unroll 1 / 2 / 4: 39 / 54 / 59 ms median forward+backward,
+# batch 250, 20-100-10, T = 100, 2-core CPU at load ~15; see benchmarks/bench_lif.py).
+_BATCH_SCAN_UNROLL = 1
 
 __all__ = [
     "LIFConfig",
@@ -611,7 +615,7 @@ def _snn_scan(params: SNNParams, x, config: LIFConfig) -> SNNOutput:
         new_u = b_ro * u_o + (1.0 - b_ro) * i_o
         return (tuple(new_states), (b_syn * i_o + ro_drive, new_u)), (tuple(spikes), new_u)
 
-    _, (spikes, trace) = jax.lax.scan(step, (states0, ro0), xs, unroll=_SCAN_UNROLL)
+    _, (spikes, trace) = jax.lax.scan(step, (states0, ro0), xs, unroll=_BATCH_SCAN_UNROLL)
     trace = jnp.swapaxes(trace, 0, 1)  # (B, T, n_out)
     spikes = tuple(jnp.swapaxes(s, 0, 1) for s in spikes)
     return SNNOutput(jax.vmap(lambda tr: reduce_readout(tr, config.readout))(trace), trace,
