@@ -11,14 +11,39 @@ Measured in one run (compilation excluded, best of ``--repeat``):
   scaled to ``nets``.
 * ``loop_scan``: a per-network Python loop over networks, each trained by the same scanned
   trainer with ``n_networks=1`` (the strongest loop baseline).
-* ``matmul``: the machine's dense matmul throughput at the same shapes, a jitted batched
-  ``(nets, n_train, width) @ (nets, width, width)``; the training FLOP count per network and
-  step is ``6 n_train width^2`` (forward, backward and weight-gradient products of the
-  width x width layer; the O(width) layers are left out), so ``efficiency`` = achieved training
-  FLOP/s / matmul FLOP/s.
+* ``matmul``: dense matmul throughput at the same shapes, a jitted batched
+  ``(nets, n_train, width) @ (nets, width, width)``. This is *not* the machine's limit: a
+  15-row product does 2 * 15 FLOP per weight it reads (7.5 FLOP/byte in float32), so it is
+  bound by how fast the weights arrive, and training at "179 % of matmul" (an earlier run)
+  only meant the training loop kept its weights in cache better than this reference did.
+* The limits the shapes can hit, measured in the same run (issue 12):
 
-Goals (issue 3): vmapped >= 20x faster than the per-network loop; >= 50 % of matmul
-throughput. The machine is shared: the load average is printed with the results.
+  - ``peak FLOP/s``: a large square GEMM (``--gemm`` x ``--gemm``, float32), the machine's
+    compute limit;
+  - ``memory bandwidth``: a streaming ``y = a x + b`` over a 256 MiB array (bytes read +
+    written / time), the DRAM limit;
+  - ``weight-traffic bound``: each step reads the width x width weights for the forward and
+    the backward product, reads them and writes them back in the SGD update and writes the
+    weight gradient: ``5 * 4 width^2`` bytes per network and step, at the measured bandwidth.
+
+  ``roofline time`` = max(FLOPs / peak FLOP/s, weight bytes / bandwidth) and ``efficiency``
+  = roofline time / measured time; above 100 % means the weights stayed in cache (the DRAM
+  bound does not apply), and the FLOP bound is the one that counts. The training FLOP count
+  per network and step is ``6 n_train width^2`` (forward, backward and weight-gradient
+  products of the width x width layer; the O(width) layers are left out).
+* Where the vmapped ensemble's time goes: ``gemm skeleton`` runs only the three
+  ``width x width`` products and the SGD update of every step (batched over networks, no
+  activations, surrogates or small layers); its share of the vmapped time is the share of the
+  big products, the rest is elementwise work and the small layers.
+* ``batching ceiling`` = per-network scanned loop time / FLOP-roofline time: the largest
+  speed-up *any* batching of the networks (vmap, networks as a batched-matmul dimension, or
+  one wide block-diagonal product) could give over the per-network loop on this machine.
+  ``sgntk.train`` already batches networks as a matmul dimension (``vmap`` of ``x @ W``
+  lowers to one batched ``dot_general`` over networks), so when the loop is already near the
+  FLOP roofline (width 500) no batching reaches the old 20x goal; at width 20 the loop is
+  dominated by per-step overhead and batching pays.
+
+The machine is shared: the load average is printed with the results.
 """
 import argparse
 import os
@@ -49,6 +74,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--loop-nets", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--gemm", type=int, default=2048, help="size of the peak-FLOP GEMM")
     args = ap.parse_args(argv)
     w, n, s = args.width, args.nets, args.steps
     a = 2 * np.pi * np.arange(15) / 15 - np.pi
@@ -111,6 +137,40 @@ def main(argv=None):
     mm_flops = reps * 2 * n * 15 * w * w / t_mm
     train_flops = n * s * 6 * 15 * w * w / t_vmap
 
+    # the machine's limits: a large GEMM (FLOP/s) and a streaming axpy (bytes/s)
+    g = args.gemm
+    G = jax.random.normal(ka, (g, g), jnp.float32)
+    gemm = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(gemm(G))
+    peak_flops = 2 * g ** 3 / _best(lambda: jax.block_until_ready(gemm(G)), 3)
+    big = jnp.ones((64 * 2 ** 20,), jnp.float32)  # 256 MiB
+    axpy = jax.jit(lambda v: 1.0001 * v + 0.5)
+    jax.block_until_ready(axpy(big))
+    bw = 2 * big.nbytes / _best(lambda: jax.block_until_ready(axpy(big)), 3)
+    del big
+
+    # the GEMM skeleton of the vmapped step: forward W h, backward W^T d, gradient h^T d,
+    # SGD update, batched over networks; nothing else
+    H = jax.random.normal(kb, (n, 15, w), jnp.float32) * 0.01
+    W0 = B * (1.0 / np.sqrt(w))
+
+    @jax.jit
+    def skeleton(W):
+        def body(i, carry):
+            W, h = carry
+            z = jnp.einsum("bij,bjk->bik", h, W)                     # forward
+            d = jnp.einsum("bik,bjk->bij", z, W)                     # backward
+            gW = jnp.einsum("bij,bik->bjk", h, z)                    # weight gradient
+            return W - 1e-3 * gW, h + 1e-3 * d
+        return jax.lax.fori_loop(0, s, body, (W, H))
+
+    jax.block_until_ready(skeleton(W0))
+    t_skel = _best(lambda: jax.block_until_ready(skeleton(W0)), args.repeat)
+    flops = n * s * 6 * 15 * w * w
+    t_flop = flops / peak_flops
+    t_bytes = n * s * 5 * 4 * w * w / bw
+    t_roof = max(t_flop, t_bytes)
+
     load = os.getloadavg()
     print(f"ensemble training, sign nets L=2, width {w}, {n} nets, {s} steps, 15 training "
           f"points, float32, {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
@@ -122,9 +182,23 @@ def main(argv=None):
           f"{t_loop_scan / t_vmap:6.1f}x faster")
     print(f"  dense matmul ({n}x15x{w} @ {n}x{w}x{w}): {mm_flops / 1e9:7.1f} GFLOP/s; "
           f"training {train_flops / 1e9:7.1f} GFLOP/s = {100 * train_flops / mm_flops:5.1f} % "
-          f"of matmul (goal >= 50 %)")
+          f"of matmul (a 15-row product: not the machine's limit, see below)")
+    print(f"  machine limits: peak {peak_flops / 1e9:7.1f} GFLOP/s ({g}x{g} GEMM), memory "
+          f"bandwidth {bw / 1e9:6.1f} GB/s (256 MiB axpy)")
+    print(f"  roofline: FLOP bound {t_flop:7.3f} s, weight-traffic bound {t_bytes:7.3f} s "
+          f"({'FLOP' if t_flop >= t_bytes else 'memory'}-bound); vmapped training at "
+          f"{100 * t_roof / t_vmap:5.1f} % of the roofline, {100 * t_flop / t_vmap:5.1f} % of "
+          f"peak FLOP/s")
+    print(f"  gemm skeleton (3 width x width products + update per step): {t_skel:7.3f} s = "
+          f"{100 * t_skel / t_vmap:5.1f} % of the vmapped time; the rest "
+          f"({100 * (1 - t_skel / t_vmap):5.1f} %) is activations, surrogates, small layers")
+    print(f"  batching ceiling: scanned loop / FLOP roofline = {t_loop_scan / t_flop:6.1f}x "
+          f"(the most any batching of networks could gain over the loop here); achieved "
+          f"{t_loop_scan / t_vmap:5.1f}x")
     return dict(t_vmap=t_vmap, t_loop_steps=t_loop_steps, t_loop_scan=t_loop_scan,
-                mm_gflops=mm_flops / 1e9, train_gflops=train_flops / 1e9, load=load)
+                mm_gflops=mm_flops / 1e9, train_gflops=train_flops / 1e9, load=load,
+                peak_gflops=peak_flops / 1e9, bandwidth_gbs=bw / 1e9, t_skeleton=t_skel,
+                t_roofline=t_roof)
 
 
 if __name__ == "__main__":
