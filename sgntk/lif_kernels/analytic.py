@@ -1,4 +1,4 @@
-"""Infinite-width kernels of the no-reset LIF layer, analytically (Gaussian membrane).
+"""Infinite-width kernels of no-reset LIF networks, analytically (Gaussian membranes).
 
 The drive of one neuron is a Gaussian process over (input, time) with covariance
 ``G_ss'(x, x') = sigma_w^2/n_in <x[s], x'[s']> + sigma_b^2``; without reset the membrane
@@ -25,6 +25,45 @@ with ``E[w_i^2] = 1``. The mixed expectation is ``p_u(theta) E[psi'(v - theta) |
 
 (``a -> a + 1/(2 m^2)`` for the smoothed delta of sharpness ``m``, exact). The orthant
 probability is :func:`bvn_upper` (Genz's BVNU); ``E[psi' psi']`` a nested 1-D quadrature.
+
+Depth (GitHub issue 9). ``L >= 1`` hidden LIF layers of width ``N -> inf``, NTK
+parameterisation, all raw weights iid ``N(0, 1)``: layer ``l`` gets the drive ``d^l[s] =
+sigma_w/sqrt(N_{l-1}) W^l S^{l-1}[s] + sigma_b b^l`` (``S^0 = x``, ``N_0 = n_in``), runs the free
+membrane ``U^l = K d^l`` (``K_ts = k(t - s)``) and spikes ``S^l[t] = H(U^l_t - theta)``; the
+readout is ``y = sigma_o/sqrt(N_L) sum_i w_i kappa . S^L_i``. Per pair of inputs, with all
+matrices over the time pair ``(t, t')``:
+
+* Forward (NNGP). Neurons of one layer are iid given the layer below, and the drive is a sum
+  of ``N_{l-1}`` iid terms, so as ``N_{l-1} -> inf`` it is a Gaussian process with covariance
+  ``G^l_ss'(x, x') = sigma_w^2 E[S^{l-1}_s(x) S^{l-1}_s'(x')] + sigma_b^2`` (layer 1: ``G^1 =
+  sigma_w^2/n_in <x[s], x'[s']> + sigma_b^2``). Filtered by the impulse response::
+
+      C^l = K G^l K^T,    Q^l_tt' = P(U^l_t(x) > theta, U^l_t'(x') > theta) = orthant(C^l),
+      G^{l+1} = sigma_w^2 Q^l + sigma_b^2,    NNGP = sigma_o^2 kappa^T Q^L kappa.
+
+* SG-NTK. ``Theta^l_tt'(x, x') = sum_p dU^l_t(x)/dp dU^l_t'(x')/dp`` summed over all parameters
+  ``p`` of layers ``<= l`` (true derivative on the ``x`` side, surrogate on the ``x'`` side). The
+  parameters of layer ``l`` give ``K G^l K^T = C^l``; those below reach ``U^{l+1}_t`` through
+  ``sum_s k(t - s) sigma_w/sqrt(N_l) sum_i W^{l+1}_i H'(U^l_i[s] - theta) dU^l_i[s]/dp``. In the
+  product of the ``x`` and ``x'`` sides the terms ``i != i'`` average out and ``1/N_l sum_i
+  (W_i)^2 H'_i psi'_i`` tends to ``E[H' psi']`` (the weights of layer ``l + 1`` are independent
+  of layer ``l``'s membranes: the usual NTK argument), so::
+
+      Theta^1 = C^1,    Theta^{l+1} = C^{l+1} + sigma_w^2 K (D^l o Theta^l) K^T,
+      D^l_tt' = E[delta(U^l_t(x) - theta) psi'(U^l_t'(x') - theta)]    (the mixed expectation),
+      SG-NTK  = NNGP + sigma_o^2 kappa^T (D^L o Theta^L) kappa,
+
+  ``o`` the entrywise product. The surrogate Gram is the same with ``D~^l = E[psi' psi']`` on
+  both sides. For ``L = 1`` this is the one-layer formula above (``Theta^1 = C``). The
+  variances ``a^l_t = C^l_tt(x, x)`` come from the same recursion on the pair ``(x, x)``.
+
+Cost. Per (input pair, time pair, layer): one orthant probability, one mixed expectation
+(closed form or a 32-218 term scale-mixture sum, :mod:`._fast`) and, below the top layer,
+``O(T)`` for the two ``T x T`` products with ``K``. ``K(x, x)`` is evaluated once per
+unordered input pair (the orthant probabilities and ``C`` are symmetric; the mixed
+expectation is evaluated for both orientations). The surrogate Gram keeps the nested
+quadrature of :func:`surrogate_pair_expectation` (slow for the quadrature shapes).
+Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
 Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
 t'``) the correlation is exactly 1 and the conditional variance ``b - r^2/a`` exactly 0; the

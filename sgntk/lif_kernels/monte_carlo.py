@@ -47,19 +47,22 @@ def _drive_factor(x, sw, sb):
 
 
 def _mf_block(key, factor, kappa, config, sharp, block, n1):
-    """Mean over ``block`` sampled neurons of the per-neuron kernel contributions."""
+    """Mean over ``block`` sampled neurons of the per-neuron kernel contributions.
+
+    One forward pass per derivative (``jax.vjp``: the spikes and the pullback of the true- and
+    the surrogate-derivative chains; the spikes are the same Heaviside values in both), the
+    readout weights ``kappa`` as the cotangent of every neuron's spike train.
+    """
     P, T, r = factor.shape
     z = jax.random.normal(key, (block, r), factor.dtype)
     drive = jnp.einsum("ptr,br->tbp", factor, z).reshape(T, block * P)   # neurons x inputs
-
-    def out(d, cfg):
-        return jnp.sum(kappa @ _lif.lif_scan(d, config=cfg).spikes)
-
-    o = (kappa @ _lif.lif_scan(drive, config=config).spikes).reshape(block, P)
-    lt = jax.grad(out)(drive, config.replace(surrogate=true_spike_derivative(sharp)))
-    ls = jax.grad(out)(drive, config)
-    at = jnp.einsum("tbp,ptr->bpr", lt.reshape(T, block, P), factor)
-    as_ = jnp.einsum("tbp,ptr->bpr", ls.reshape(T, block, P), factor)
+    cfg_true = config.replace(surrogate=true_spike_derivative(sharp))
+    spikes, pull_t = jax.vjp(lambda d: _lif.lif_scan(d, config=cfg_true).spikes, drive)
+    _, pull_s = jax.vjp(lambda d: _lif.lif_scan(d, config=config).spikes, drive)
+    cot = jnp.broadcast_to(kappa[:, None], spikes.shape)
+    o = (kappa @ spikes).reshape(block, P)
+    at = jnp.einsum("tbp,ptr->bpr", pull_t(cot)[0].reshape(T, block, P), factor)
+    as_ = jnp.einsum("tbp,ptr->bpr", pull_s(cot)[0].reshape(T, block, P), factor)
     ro = jnp.einsum("bp,bq->pq", o[:, :n1], o[:, n1:]) / block
     return LIFKernel(ro,
                      ro + jnp.einsum("bpr,bqr->pq", at[:, :n1], as_[:, n1:]) / block,

@@ -1,0 +1,280 @@
+"""Tests for issue 9: the fast analytic LIF kernel and LIF networks of depth >= 1.
+
+* The fast route (``lif_kernel_fn``: per-pair ``(T, T)`` blocks, :mod:`sgntk.lif_kernels._fast`)
+  against the route before issue 9 (``analytic._reference_kernel_fn``: Genz's BVNU with 20/20
+  nodes and ``ndtr`` per entry, the ~2300-node log-distance quadrature for the conditional
+  moments): relative 1e-8 of the kernel's largest entry, every surrogate shape; and its
+  elementwise pieces against the reference functions (the orthant probability to 1e-13
+  absolute; the scale-mixture conditional moments against
+  :func:`sgntk.surrogates.gaussian_moment`'s quadrature).
+* Depth 2 and 3: analytic (no reset) == layer-by-layer mean-field Monte Carlo == average of
+  finite deep networks. Criterion as in ``tests/test_lif_kernels.py``: every compared entry
+  has ``|z| < 4.5`` (single-entry false alarm 6.8e-6; default tests compare K = 18 entries per
+  check, family-wise rate < 2e-4 by Bonferroni). The deep networks' mean has an O(1/width)
+  bias (inner drives are only asymptotically Gaussian); at width 300-500 it is far below
+  their standard error (~2-4 %).
+* Deep finite networks: the structured gradient route == generic Jacobians of a stack of
+  :func:`sgntk.lif.lif_layer` (1e-12), so the network side of the comparison is the network.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import ndtr
+
+from sgntk import empirical, lif
+from sgntk import lif_kernels as LK
+from sgntk import surrogates as sg
+from sgntk.lif_kernels import _fast, analytic
+
+Z_MAX = 4.5
+
+
+def _spikes(seed, n, T, n_in, rates):
+    rng = np.random.default_rng(seed)
+    rates = np.asarray(rates, float)[:n, None, None]
+    return (rng.random((n, T, n_in)) < rates).astype(np.float64)
+
+
+def _cfg(**kw):
+    base = dict(tau_mem=10.0, tau_syn=5.0, threshold=0.5, reset="none", readout="sum",
+                surrogate=sg.get("fast_sigmoid", sharpness=5.0))
+    base.update(kw)
+    return lif.LIFConfig(**base)
+
+
+def _z(est, ref, se):
+    est, ref, se = (np.asarray(v, np.float64) for v in (est, ref, se))
+    assert np.all(se > 0)
+    return float(np.max(np.abs(est - ref) / se))
+
+
+# ----------------------------------------------------------------------------------------
+# Fast route == reference route.
+# ----------------------------------------------------------------------------------------
+def test_fast_bvn_and_moments_vs_reference():
+    rng = np.random.default_rng(1)
+    n = 20000
+    h = np.abs(rng.normal(size=n)) * 2.0
+    k = np.abs(rng.normal(size=n)) * 2.0
+    h[: n // 4] = rng.uniform(0, 0.3, n // 4)
+    k[: n // 8] = h[: n // 8] * rng.uniform(0.9, 1.1, n // 8)          # h ~ k: the hard case
+    r = np.concatenate([rng.uniform(-1, 1, n // 2), 1 - np.exp(-rng.uniform(0, 30, n // 2))])
+    r[:100], r[100:200], r[200:300] = 1.0, -1.0, 0.925
+    with jax.enable_x64(True):
+        ref = np.asarray(LK.bvn_upper(h, k, r))
+        got = np.asarray(jax.jit(_fast.bvn_upper_fast)(h, k, r, ndtr(-h), ndtr(-k)))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13)
+    # Scale-mixture conditional moments vs the log-distance quadrature, where the LIF kernel
+    # uses them: |normalised mean| <= 30 (the Gaussian density factor is < e^-20 of its peak
+    # beyond), normalised variances 1e-8 .. 1e3. Error relative to the peak psi'(0).
+    m = 3000
+    mean = rng.uniform(-30, 30, m) * np.exp(rng.uniform(-4, 0, m))
+    var = np.exp(rng.uniform(np.log(1e-8), np.log(1e3), m))
+    for shape, kw in [("fast_sigmoid", {}), ("sigmoid", {}), ("cauchy", {}),
+                      ("q_pseudo_spike", {"tail": 4.0})]:
+        sur = sg.get(shape, sharpness=1.0, dampening=1.0, **kw)
+        with jax.enable_x64(True):
+            want = np.asarray(jax.jit(lambda a, b: sg.gaussian_moment(sur, a, b))(mean, var))
+            have = np.asarray(jax.jit(lambda a, b: _fast.conditional_moment_fast(sur, a, b))(
+                mean, var))
+        err = np.abs(have - want)
+        assert err.max() < 2e-8, (shape, float(err.max()), mean[err.argmax()], var[err.argmax()])
+
+
+def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_sharpness=None):
+    T = 12
+    x = _spikes(0, 4, T, 6, [0.1, 0.2, 0.35, 0.5])
+    kw = {"tail": 3.0} if shape == "q_pseudo_spike" else {}
+    cfg = _cfg(surrogate=sg.get(shape, sharpness=3.0, dampening=0.9, **kw))
+    weights = LK.readout_weights(T, readout)
+    steps = tuple(int(i) for i in np.flatnonzero(weights))
+    with jax.enable_x64(True):
+        c64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), cfg)
+        args = (c64, jnp.asarray(weights), 1.2, 0.3, 1.1, spike_sharpness)
+        ref = analytic._reference_kernel_fn(which=which, steps=steps)
+        new = LK.lif_kernel_fn(which=which, steps=steps)
+        pairs = [(ref(x, x[:3], *args), new(x, x[:3], *args)),     # x2 given
+                 (ref(x, x, *args), new(x, None, *args))]          # K(x, x): unordered pairs
+    for r, n in pairs:
+        for k in which:
+            a, b = np.asarray(getattr(n, k)), np.asarray(getattr(r, k))
+            assert np.max(np.abs(a - b)) < 1e-8 * np.abs(b).max(), (shape, k)
+
+
+@pytest.mark.parametrize("shape", [s if s in ("gaussian", "fast_sigmoid", "triangular") else
+                                   pytest.param(s, marks=pytest.mark.slow) for s in sg.SHAPES])
+def test_fast_route_equals_reference(shape):
+    _fast_vs_reference(shape)
+
+
+@pytest.mark.slow
+def test_fast_route_equals_reference_gram_last_smoothed():
+    _fast_vs_reference("exponential", which=("nngp", "sgntk", "sg_gram"), readout="last",
+                       spike_sharpness=4.0)
+    _fast_vs_reference("sigmoid", readout="last", spike_sharpness=4.0)
+
+
+def test_depth_one_is_the_one_layer_kernel():
+    # lif_kernels(depth=1) through the public entry point == the reference one-layer kernel.
+    x = _spikes(2, 3, 10, 5, [0.2, 0.3, 0.4])
+    cfg = _cfg(surrogate=sg.get("exponential", sharpness=2.0))
+    a = LK.lif_kernels(x, config=cfg, sigma_b=0.2, depth=1, which=("nngp", "sgntk", "sg_gram"))
+    with jax.enable_x64(True):
+        c64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), cfg)
+        b = analytic._reference_kernel_fn()(x, x, c64, jnp.ones(10), 1.0, 0.2, 1.0, None)
+    for k in LK.KERNELS:
+        np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------
+# Deep networks: structured empirical kernels == generic Jacobians.
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reset,detach", [("none", True), ("zero", False)])
+def test_deep_empirical_structured_vs_generic(reset, detach):
+    T, n_in, N, depth = 12, 5, 9, 3
+    x = _spikes(1, 3, T, n_in, [0.3, 0.4, 0.5])
+    cfg = _cfg(threshold=0.2, reset=reset, detach_reset=detach)
+    sw, sb, so, m = 1.6, 0.4, 1.1, 4.0
+    params = LK.init_lif_deep(jax.random.PRNGKey(3), n_in, N, depth)
+    kern = LK.lif_empirical(params, x, x[:2], config=cfg, sigma_w=sw, sigma_b=sb, sigma_o=so,
+                            spike_sharpness=m)
+    kap = jnp.asarray(LK.readout_weights(T, "sum"))
+
+    def net(c):
+        def f(p, xx):      # each layer: lif_layer with the bias as an always-on input channel
+            s = xx
+            for w, b in zip(p.w, p.bias):
+                sa = jnp.concatenate([s, jnp.ones((T, 1))], 1)
+                wa = jnp.concatenate([sw / math.sqrt(w.shape[0]) * w, sb * b[None]], 0)
+                s = lif.lif_layer(lif.LIFParams(wa), sa, config=c).spikes
+            return so / math.sqrt(N) * kap @ s @ p.w_out
+        return f
+
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
+        c64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), cfg)
+        ctrue = c64.replace(surrogate=LK.true_spike_derivative(m))
+        x1, x2 = jnp.asarray(x), jnp.asarray(x[:2])
+        sgntk = empirical.empirical_kernel(net(ctrue), net(c64), p64, x1, x2)
+        gram = empirical.empirical_kernel(net(c64), net(c64), p64, x1, x2)
+        y1 = jax.vmap(lambda xx: net(c64)(p64, xx))(x1)
+        y2 = jax.vmap(lambda xx: net(c64)(p64, xx))(x2)
+    scale = float(np.abs(sgntk).max())
+    assert scale > 0 and float(np.abs(y1).max()) > 0      # the network spikes at depth 3
+    np.testing.assert_allclose(kern.sgntk, sgntk, atol=1e-12 * scale)
+    np.testing.assert_allclose(kern.sg_gram, gram, atol=1e-12 * scale)
+    np.testing.assert_allclose(kern.nngp, y1[:, None] * y2[None, :], atol=1e-12 * scale)
+
+
+# ----------------------------------------------------------------------------------------
+# Deep: analytic == mean-field Monte Carlo == wide networks.
+# ----------------------------------------------------------------------------------------
+def _deep_cross_check(cfg, depth, *, T=12, n_in=8, readout="sum", m=5.0, sigma_w=1.5,
+                      sigma_b=0.3, which=("nngp", "sgntk"), n_neurons=16_000, width=300,
+                      n_networks=16, seed=0):
+    x = _spikes(seed, 3, T, n_in, [0.15, 0.25, 0.4])
+    x1, x2 = x, x[:2]
+    kw = dict(readout_weights=readout, spike_sharpness=m, sigma_w=sigma_w, sigma_b=sigma_b,
+              sigma_o=1.3)
+    an = LK.lif_kernels(x1, x2, config=cfg, depth=depth, which=which, **kw)
+    mc = LK.lif_kernels_mc(x1, x2, config=cfg, depth=depth, n_neurons=n_neurons, block=250,
+                           replicates=8, seed=seed + 1, **kw)
+    nw = LK.lif_kernels_networks(x1, x2, config=cfg, depth=depth, width=width,
+                                 n_networks=n_networks, seed=seed + 2, which=which,
+                                 progress=False, **kw)
+    out = {}
+    for k in which:
+        a = np.asarray(getattr(an, k))
+        assert np.all(np.isfinite(a)) and np.abs(a).max() > 0
+        out[k] = (_z(getattr(mc.mean, k), a, getattr(mc.stderr, k)),
+                  _z(getattr(nw.mean, k), a, getattr(nw.stderr, k)))
+    # The deep part matters: depth changes the kernel by many standard errors.
+    one = np.asarray(LK.lif_kernels(x1, x2, config=cfg, depth=depth - 1, which=("sgntk",),
+                                    **kw).sgntk)
+    assert _z(one, an.sgntk, mc.stderr.sgntk) > 20
+    return out
+
+
+def test_deep_analytic_vs_mc_vs_networks_depth2():
+    res = _deep_cross_check(_cfg(), 2)
+    for k, (z_mc, z_nw) in res.items():
+        assert z_mc < Z_MAX and z_nw < Z_MAX, (k, z_mc, z_nw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("tau_mem,tau_syn,threshold,readout,surrogate", [
+    (10.0, 5.0, 0.5, "sum", sg.get("fast_sigmoid", sharpness=5.0)),
+    (5.0, 5.0, 0.3, "sum", sg.get("triangular", sharpness=2.0)),
+    (20.0, 2.0, 1.0, "sum", sg.get("gaussian", sharpness=1.0)),
+    (10.0, 5.0, 0.5, "last", sg.get("exponential", sharpness=2.0)),
+])
+def test_deep_analytic_vs_mc_vs_networks_grid(depth, tau_mem, tau_syn, threshold, readout,
+                                              surrogate):
+    cfg = _cfg(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, surrogate=surrogate)
+    which = ("nngp", "sgntk") if surrogate.shape == "fast_sigmoid" else LK.KERNELS
+    res = _deep_cross_check(cfg, depth, T=20, readout=readout, which=which,
+                            n_neurons=64_000, width=500, n_networks=32,
+                            sigma_b=0.5 if threshold == 1.0 else 0.3)
+    print("\nZDEEP", depth, tau_mem, tau_syn, threshold, readout, surrogate.shape,
+          {k: (round(a, 2), round(b, 2)) for k, (a, b) in res.items()})
+    for k, (z_mc, z_nw) in res.items():
+        assert z_mc < Z_MAX and z_nw < Z_MAX, (k, z_mc, z_nw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reset,detach", [("zero", True), ("subtract", False)])
+def test_deep_reset_mc_vs_networks(reset, detach):
+    x = _spikes(5, 2, 16, 8, [0.2, 0.35])
+    cfg = _cfg(reset=reset, detach_reset=detach, threshold=0.3)
+    kw = dict(spike_sharpness=5.0, sigma_w=1.5, sigma_b=0.3, depth=2)
+    mc = LK.lif_kernels_mc(x, config=cfg, n_neurons=32_000, block=250, replicates=8, **kw)
+    nw = LK.lif_kernels_networks(x, config=cfg, width=500, n_networks=24, seed=7,
+                                 progress=False, **kw)
+    for k in LK.KERNELS:
+        se = np.sqrt(np.asarray(getattr(mc.stderr, k)) ** 2
+                     + np.asarray(getattr(nw.stderr, k)) ** 2)
+        assert _z(getattr(mc.mean, k), getattr(nw.mean, k), se) < Z_MAX, k
+
+
+def test_deep_gradient_equals_finite_differences():
+    # jax.grad through the depth-2 recursion (custom JVP of the orthant probability, the
+    # scale-mixture moments) == central differences, diagonal of K(x, x) included.
+    T = 8
+    x = _spikes(13, 2, T, 4, [0.3, 0.5])
+    fn = jax.jit(LK.lif_kernel_fn(which=("nngp", "sgntk"), depth=2))
+
+    def k(p):
+        sur = sg.Surrogate("fast_sigmoid", p[0], p[1])
+        cfg = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=0.3, reset="none", surrogate=sur)
+        out = fn(x, None, cfg, jnp.ones(T), p[2], 0.3)
+        return jnp.stack([out.nngp, out.sgntk])
+
+    with jax.enable_x64(True):
+        p0 = jnp.array([0.8, 2.0, 1.5])
+        jac = np.asarray(jax.jacrev(k)(p0))
+        for i in range(3):
+            h = 1e-4 * float(p0[i])
+            fd = np.asarray(k(p0.at[i].add(h)) - k(p0.at[i].add(-h))) / (2 * h)
+            g = jac[..., i]
+            assert np.all(np.isfinite(g))
+            err = np.abs(g - fd) / (np.abs(fd) + 1e-9 * np.abs(fd).max())
+            assert err.max() < 1e-5, (i, float(err.max()))
+
+
+def test_deep_bad_input():
+    x = _spikes(0, 2, 8, 4, [0.3, 0.3])
+    cfg = _cfg()
+    with pytest.raises(ValueError, match="depth"):
+        LK.lif_kernels(x, config=cfg, depth=0)
+    with pytest.raises(ValueError, match="depth"):
+        LK.lif_kernels_mc(x, config=cfg, depth=1.5)
+    with pytest.raises(ValueError, match="recurrent"):
+        LK.lif_kernels_mc(x, config=cfg, depth=2, recurrent=True)
+    with pytest.raises(ValueError, match="replicates"):
+        LK.lif_kernels_mc(x, config=cfg, depth=2, replicates=1)
+    with pytest.raises(ValueError, match="inputs"):
+        LK.lif_empirical(LK.init_lif_deep(jax.random.PRNGKey(0), 5, 4, 2), x, config=cfg)
