@@ -10,11 +10,13 @@ Last run: ``benchmarks/results/distributed_tests.txt``.
   (``max_retries``), the units finished before are neither lost nor recomputed;
 * with ``max_retries=0`` the sweep fails, the finished units stay on disk and a rerun resumes;
 * a Python exception in a unit propagates and is not retried;
-* ``experiments/randman.py --ray`` (the seeds sweep) writes the same results as in process.
+* ``experiments/randman.py --ray`` (the seeds sweep) and ``sgntk reproduce eilers2024 --smoke
+  --ray`` (the study's 18 units) write the same results as in process.
 """
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -231,3 +233,47 @@ def test_randman_seeds_on_ray_equal_in_process(tmp_path):
         assert a["config"] == b["config"]
         for key in ("test_accuracy", "history", "test"):
             assert a["result"][key] == b["result"][key], (f, key)
+
+
+def test_reproduce_cli_runs_units_on_ray(monkeypatch, tmp_path):
+    """``sgntk reproduce ... --ray --workers 2`` hands the study a RayExecutor whose units run
+    (the study itself is replaced by a one-unit sweep)."""
+    from sgntk import cli
+
+    study = cli.load_study("eilers2024")
+    seen = {}
+
+    def fake_run(config, **kw):
+        ex = kw.get("executor")
+        seen["executor"] = type(ex).__name__
+        seen["result"] = map_units([Unit("s", summary_unit, {"n": 3, "label": "cli"},
+                                         fmt="json")], tmp_path, executor=ex, progress=False)
+
+    monkeypatch.setattr(study, "run", fake_run)
+    assert cli.main(["reproduce", "eilers2024", "--smoke", "--ray", "--workers", "2"]) == 0
+    assert seen["executor"] == "RayExecutor"
+    assert seen["result"].computed == ("s",)
+    assert seen["result"].values["s"] == {"label": "cli", "total": 3}
+
+
+def test_eilers_smoke_study_on_ray_equals_in_process(tmp_path):
+    """The real sweep: ``sgntk reproduce eilers2024 --smoke`` in process and with ``--ray
+    --workers 2`` write the same files; every unit file holds the same arrays (only the
+    recorded wall time ``seconds`` differs)."""
+    sgntk = [sys.executable, "-m", "sgntk.cli", "reproduce", "eilers2024", "--smoke"]
+    for name, extra in (("seq", []), ("ray", ["--ray", "--workers", "2"])):
+        p = subprocess.run(sgntk + ["--out", str(tmp_path / name)] + extra, capture_output=True,
+                           text=True, timeout=1500, cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-3000:]
+    files = _files(tmp_path / "seq")
+    assert files == _files(tmp_path / "ray")
+    units = [f for f in files if f.endswith(".npz") and "-" in os.path.basename(f)]
+    computed = re.search(r"(\d+) units computed, 0 resumed", p.stdout)
+    assert computed and int(computed.group(1)) == len(units) >= 10   # all ran on Ray
+    for f in units + ["data.npz"]:
+        a = runner.load_unit(tmp_path / "seq" / f)
+        b = runner.load_unit(tmp_path / "ray" / f)
+        assert a.keys() == b.keys(), f
+        for key in a:
+            if key != "seconds":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{f}: {key}")
