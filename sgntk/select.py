@@ -615,11 +615,10 @@ def main(argv=None) -> int:
                dict(score=SCORE_DOC, network=dataclasses.asdict(net), grid=grid,
                     rows=ranked(rows), recommendation=rec))
     write_text(os.path.join(args.out, "select.txt"), table + "\n" + rec + "\n")
-    try:
-        from . import plotting
-        if plotting.available():
-            paths = plotting.selection_heatmaps(ranked(rows), args.out)
-            print("figures: " + ", ".join(paths))
-    except AttributeError:
-        pass
+    from . import plotting
+    if plotting.available():
+        paths = plotting.selection_heatmaps(ranked(rows), args.out)
+        print("figures: " + ", ".join(paths))
+    else:
+        print("matplotlib is not installed: no heatmaps (pip install matplotlib)")
     return 0

@@ -223,3 +223,30 @@ def test_bad_input_errors_name_the_argument():
         D.max_stable_learning_rate(np.eye(3), loss_normalization="median")
     with pytest.raises(ValueError, match="x must be spike trains"):
         D.lif_backward_gain(np.ones((4, 5)), config=lif.LIFConfig())
+
+
+def test_mlp_diagnostics_vmap_over_grid_equals_pointwise():
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(8, 3))
+    y = np.sign(x[:, 0])
+    fn = D.mlp_diagnostics_fn(depth=2, activation="sign", steps=20, shape="fast_sigmoid")
+    sharp, damp, sw = np.array([0.5, 4.0]), np.array([0.3, 2.0]), np.array([0.8, 1.5])
+    grid = jax.vmap(lambda b, g, s: fn(x, y, b, g, 2.0, s, 0.1))(sharp, damp, sw)
+    for i in range(2):
+        one = fn(x, y, sharp[i], damp[i], 2.0, sw[i], 0.1)
+        for k in one:
+            assert np.allclose(grid[k][i], one[k], rtol=1e-10), k
+    assert np.all(np.isfinite(grid["relative_loss"]))
+
+
+@pytest.mark.parametrize("shape", surrogates.SHAPES)
+def test_herranz_celotti_and_backward_gain_every_shape(shape):
+    x = (np.random.default_rng(15).random((2, 10, 4)) < 0.3).astype(float)
+    sur = surrogates.get(shape, sharpness=2.0, dampening=0.8)
+    cfg = lif.LIFConfig(surrogate=sur, reset="zero", detach_reset=False)
+    g = float(D.herranz_celotti_gain(x, config=cfg, sigma_w=4.0, recurrent=True))
+    assert np.isfinite(g) and g >= float(lif.decay(10.0, 1.0)) ** 2
+    bg = D.lif_backward_gain(x, config=cfg, sigma_w=4.0, recurrent=True, width=8, n_networks=2)
+    assert np.all(np.isfinite(bg.gain)) and float(bg.gain[-1]) == pytest.approx(1.0)
+    mg = D.mlp_backward_gain(x[:, 0], depth=2, activation="step", surrogate=sur)
+    assert np.all(np.isfinite(mg.gain)) and np.all(np.asarray(mg.chi) > 0)

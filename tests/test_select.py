@@ -135,3 +135,17 @@ def test_validation_trainer_equals_lif_train():
     _, hist = lif_train.train(tc, splits, progress=False)
     # one epoch = one minibatch here: the same loss up to float32 summation order
     assert runs[0]["history"]["loss"][0] == pytest.approx(hist["loss"][0], rel=1e-5)
+
+
+@pytest.mark.parametrize("shape", ["triangular", "exponential", "fast_sigmoid", "rectangular",
+                                   "sigmoid", "gaussian", "cauchy", "q_pseudo_spike", "erf",
+                                   "straight_through"])
+def test_evaluate_point_every_shape(shape):
+    x, y = _circle(8)
+    r = select.evaluate_point(select.MLPNetwork(depth=1, activation="sign"), x, y,
+                              point=dict(shape=shape, sharpness=2.0, dampening=0.7, tail=3.0,
+                                         sigma_w=1.2), train_steps=5, folds=2)
+    assert 0.0 <= r["score"] <= 1.0 and np.isfinite(r["predicted_loss"])
+    assert np.isfinite(r["hc_gain"]) and r["point"]["shape"] == shape
+    with pytest.raises(ValueError, match="optimizer"):
+        select.evaluate_point(select.MLPNetwork(), x, y, surrogate=shape, optimizer="rmsprop")
