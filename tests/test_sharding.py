@@ -141,6 +141,17 @@ SCRIPT = textwrap.dedent(r'''
         res["map_tiles_fast_sigmoid"] = {k: diff(a[k], getattr(b, k)) for k in ("sgntk", "sg_gram")}
         lap("quadrature")
 
+    if "shapes" in sections:   # every surrogate shape through mesh= (all four kernels)
+        from sgntk.surrogates import SHAPES
+        res["shapes"] = {}
+        for shape in SHAPES:
+            skw = dict(depth=1, activation="sign", surrogate=shape, sigma_b=0.1, tile_size=8)
+            ref = kernels.mlp(x[:17], y[:9], **skw)
+            shd = kernels.mlp(x[:17], y[:9], mesh="all", **skw)
+            res["shapes"][shape] = {k: diff(getattr(shd, k), getattr(ref, k))
+                                    for k in kernels.KERNELS}
+        lap("shapes")
+
     print("RESULT " + json.dumps(res))
 ''')
 
@@ -164,7 +175,7 @@ def result(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result_slow(tmp_path_factory):
-    return _run(tmp_path_factory, ["mesh2", "quadrature"])
+    return _run(tmp_path_factory, ["mesh2", "quadrature", "shapes"])
 
 
 def _assert_equal(d):
@@ -215,6 +226,15 @@ def test_on_disk_resumes_only_missing_tiles(result):
 @pytest.mark.slow
 def test_generic_mapper_quadrature_surrogate(result_slow):
     _assert_equal(result_slow["map_tiles_fast_sigmoid"])
+
+
+@pytest.mark.slow
+def test_every_surrogate_shape_sharded(result_slow):
+    from sgntk.surrogates import SHAPES
+
+    assert sorted(result_slow["shapes"]) == sorted(SHAPES)
+    for shape, d in result_slow["shapes"].items():
+        _assert_equal({f"{shape} {k}": v for k, v in d.items()})
 
 
 def test_empirical_sharded_and_on_disk(result):
