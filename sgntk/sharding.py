@@ -14,12 +14,12 @@ at a time), in one of two modes:
   ``jax.Array`` of shape ``(n1, n2)`` sharded as ``P(mesh axes, None)`` when ``D`` divides
   ``n1``; otherwise the last device's padded rows are cut off on the host and a ``numpy``
   array comes back.
-* **streamed to disk** (``out="folder"``): one ``numpy`` ``.npy`` memory map per kernel,
-  ``<out>/<name>.npy``, filled tile by tile: ``D`` tiles are computed at once (one per device)
-  and written while the next ``D`` are computed. The tiles already written are recorded in
-  ``<out>/tiles_done.npz`` (atomically, after the data are flushed), so an interrupted run
-  **resumes** where it stopped (with the same inputs, arguments and tile size, checked against
-  ``<out>/tiles.json``; any device count). Returns read-only memory maps.
+* **streamed to disk** (``out="folder"``): one ``numpy`` ``.npy`` file per kernel,
+  ``<out>/<name>.npy``, filled tile by tile (``os.pwrite``): ``D`` tiles are computed at once
+  (one per device) and written while the next ``D`` are computed. The tiles already written are
+  recorded in ``<out>/tiles_done.npz`` (atomically, after the data are ``fsync``-ed), so an
+  interrupted run **resumes** where it stopped (with the same inputs, arguments and tile size,
+  checked against ``<out>/tiles.json``; any device count). Returns read-only memory maps.
 
 Memory per device (in-memory mode), for ``K`` kernels of ``b`` bytes per entry (8: float64),
 ``D`` devices and tile size ``t``::
@@ -309,14 +309,14 @@ def _map_to_disk(tile_fn, x1, x2, args, mesh, axes, t1, t2, out, progress, check
                              f"kernels or tile size differ: {meta_path}); use a new folder")
         done = (read_npz(done_path)["done"] if os.path.exists(done_path)
                 else np.zeros((rows, cols), bool))
-        maps = {key: open_memmap(p, mode="r+") for key, p in paths.items()}
     else:
         done = np.zeros((rows, cols), bool)
-        maps = {key: open_memmap(p, mode="w+", dtype=shapes[key].dtype, shape=(n1, n2))
-                for key, p in paths.items()}
-        for m in maps.values():
+        for key, p in paths.items():     # header + sparse file of the full size
+            m = open_memmap(p, mode="w+", dtype=shapes[key].dtype, shape=(n1, n2))
             m.flush()
+            del m
         write_json(meta_path, meta)
+    files = {key: _NpyTiles(p) for key, p in paths.items()}
     todo = [(i, j) for i in range(rows) for j in range(cols) if not done[i, j]]
     x1p, x2p = pad_rows(x1, rows * t1), pad_rows(x2, cols * t2)
     spec = NamedSharding(mesh, P(axes))
@@ -339,30 +339,62 @@ def _map_to_disk(tile_fn, x1, x2, args, mesh, axes, t1, t2, out, progress, check
                 if check_nan and np.isnan(tile_vals).any():
                     loc = np.argwhere(np.isnan(tile_vals))[0]
                     raise _nan_error(key, (i * t1 + loc[0], j * t2 + loc[1]))
-                maps[key][i * t1:i * t1 + ra, j * t2:j * t2 + rb] = tile_vals
-        for m in maps.values():
-            m.flush()                      # data on disk before the tiles are marked done
+                files[key].write(i * t1, j * t2, tile_vals)
+        for f in files.values():
+            f.sync()                       # data on disk before the tiles are marked done
         for i, j in batch:
             done[i, j] = True
         _save_done(done_path, done)
 
     batches = [todo[s:s + d] for s in range(0, len(todo), d)]
-    with _bar(len(batches), progress, f"kernel tiles to disk ({d} devices)") as bar:
-        pending = launch(batches[0]) if batches else None
-        for nxt in batches[1:]:
-            running = launch(nxt)           # dispatched before the previous one is written
-            store(*pending)
-            bar.update()
-            pending = running
-        if pending is not None:
-            store(*pending)
-            bar.update()
-    del maps
+    try:
+        with _bar(len(batches), progress, f"kernel tiles to disk ({d} devices)") as bar:
+            pending = launch(batches[0]) if batches else None
+            for nxt in batches[1:]:
+                running = launch(nxt)           # dispatched before the previous one is written
+                store(*pending)
+                bar.update()
+                pending = running
+            if pending is not None:
+                store(*pending)
+                bar.update()
+    finally:
+        for f in files.values():
+            f.close()
     return {key: np.load(p, mmap_mode="r") for key, p in paths.items()}
 
 
 def _save_done(path, done):
     write_npz(path, done=done)
+
+
+class _NpyTiles:
+    """Writes tiles into the data block of an existing C-order ``.npy`` file with ``os.pwrite``
+    (one call per tile row, one per tile when it spans whole rows) and ``fsync``; no memory map,
+    so the resident memory stays a few tiles whatever the file size."""
+
+    def __init__(self, path):
+        m = np.load(path, mmap_mode="r")
+        self.offset, (self.n1, self.n2), self.dtype = m.offset, m.shape, m.dtype
+        del m
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write(self, r0: int, c0: int, block) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        size = self.dtype.itemsize
+        if c0 == 0 and block.shape[1] == self.n2:
+            os.pwrite(self.fd, block.tobytes(), self.offset + r0 * self.n2 * size)
+            return
+        for r in range(block.shape[0]):
+            os.pwrite(self.fd, block[r].tobytes(), self.offset + ((r0 + r) * self.n2 + c0) * size)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 # ------------------------------------------------------------------------------ empirical kernels
