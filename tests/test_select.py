@@ -53,8 +53,8 @@ def test_cv_score_vs_explicit_folds():
     k = a @ a.T / 12 + np.eye(12) + 0.1 * rng.normal(size=(12, 12))
     labels = np.arange(12) % 3
     y = D.one_hot_targets(labels)
-    got = select._cv_score(k, y, True, folds=3, train_steps=20, lr_fraction=0.5)
-    accs = []
+    got_r2, got_acc = select._cv_score(k, y, True, folds=3, train_steps=20, lr_fraction=0.5)
+    accs, r2 = [], []
     for f in range(3):
         te = np.arange(f, 12, 3)
         tr = np.setdiff1d(np.arange(12), te)
@@ -65,7 +65,9 @@ def test_cv_score_vs_explicit_folds():
         for _ in range(20):
             fte, r = fte - lr * k[np.ix_(te, tr)] @ r, r - lr * ktt @ r
         accs.append(np.mean(fte.argmax(1) == labels[te]))
-    assert got == pytest.approx(np.mean(accs), abs=1e-12)
+        r2.append(1 - np.mean((fte - y[te]) ** 2) / np.mean(y[te] ** 2))
+    assert got_acc == pytest.approx(np.mean(accs), abs=1e-12)
+    assert got_r2 == pytest.approx(np.mean(r2), rel=1e-10)
 
 
 def test_spearman_and_validation_table():

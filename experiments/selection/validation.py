@@ -225,7 +225,7 @@ def predict_unit(cfg: dict) -> dict:
     y = splits.train.labels[idx]
     net = select.LIFNetwork(n_networks=p["n_networks"], width=p["width"])
     return select.evaluate_point(net, x, y, point=cfg["point"], train_steps=p["train_steps"],
-                                 seed=0)
+                                 folds=p.get("folds", 4), seed=0)
 
 
 def units(spec: dict, task: str, kind: str):
