@@ -26,9 +26,11 @@ max-over-time *choice of step* depends on the initialisation, so infinite-width 
 only deterministic for the linear readouts ("sum", "last"): train with "max" if you like, but
 compute and compare kernels for "sum" or "last".
 
-Conventions (equinox-style): parameters are NamedTuple pytrees; every function acts on *one*
-example with spikes of shape ``(T, n_in)`` and callers ``jax.vmap`` over a batch. An ensemble
-of networks is the initialiser vmapped over split keys::
+Conventions (equinox-style): parameters are NamedTuple pytrees; the layer functions act on
+*one* example with spikes of shape ``(T, n_in)`` and callers ``jax.vmap`` over a batch;
+:func:`snn_apply` also takes a batch ``(B, T, n_in)`` and runs it as one ``lax.scan`` over time
+with batched matmuls (the fast path; ``lif_train`` uses it). An ensemble of networks is the
+initialiser vmapped over split keys::
 
     keys = jax.random.split(key, 8)
     ens = jax.vmap(lambda k: init_lif(k, 20, 100))(keys)            # leaves (8, ...)
