@@ -67,21 +67,22 @@ def test_fast_bvn_and_moments_vs_reference():
         ref = np.asarray(LK.bvn_upper(h, k, r))
         got = np.asarray(jax.jit(_fast.bvn_upper_fast)(h, k, r, ndtr(-h), ndtr(-k)))
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13)
-    # Scale-mixture conditional moments vs the log-distance quadrature, where the LIF kernel
-    # uses them: |normalised mean| <= 30 (the Gaussian density factor is < e^-20 of its peak
-    # beyond), normalised variances 1e-8 .. 1e3. Error relative to the peak psi'(0).
+    # Scale-mixture / Gauss-Hermite conditional moments vs the log-distance quadrature, where
+    # the LIF kernel uses them: |normalised mean| <= 30, normalised variances 1e-8 .. 1e3.
+    # Error relative to the peak psi'(0); bounds as documented in _fast (fast_sigmoid's
+    # trapezoid sum in log s is the least accurate: 3.3e-8 measured near sqrt(v) = R / 8).
     m = 3000
     mean = rng.uniform(-30, 30, m) * np.exp(rng.uniform(-4, 0, m))
     var = np.exp(rng.uniform(np.log(1e-8), np.log(1e3), m))
-    for shape, kw in [("fast_sigmoid", {}), ("sigmoid", {}), ("cauchy", {}),
-                      ("q_pseudo_spike", {"tail": 4.0})]:
+    for shape, kw, bound in [("fast_sigmoid", {}, 4e-8), ("sigmoid", {}, 1e-9),
+                             ("cauchy", {}, 1e-9), ("q_pseudo_spike", {"tail": 4.0}, 1e-9)]:
         sur = sg.get(shape, sharpness=1.0, dampening=1.0, **kw)
         with jax.enable_x64(True):
             want = np.asarray(jax.jit(lambda a, b: sg.gaussian_moment(sur, a, b))(mean, var))
             have = np.asarray(jax.jit(lambda a, b: _fast.conditional_moment_fast(sur, a, b))(
                 mean, var))
         err = np.abs(have - want)
-        assert err.max() < 2e-8, (shape, float(err.max()), mean[err.argmax()], var[err.argmax()])
+        assert err.max() < bound, (shape, float(err.max()), mean[err.argmax()], var[err.argmax()])
 
 
 def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_sharpness=None):
@@ -120,7 +121,7 @@ def test_fast_route_equals_reference_gram_last_smoothed():
 def test_depth_one_is_the_one_layer_kernel():
     # lif_kernels(depth=1) through the public entry point == the reference one-layer kernel.
     x = _spikes(2, 3, 10, 5, [0.2, 0.3, 0.4])
-    cfg = _cfg(surrogate=sg.get("exponential", sharpness=2.0))
+    cfg = _cfg(surrogate=sg.get("gaussian", sharpness=2.0))
     a = LK.lif_kernels(x, config=cfg, sigma_b=0.2, depth=1, which=("nngp", "sgntk", "sg_gram"))
     with jax.enable_x64(True):
         c64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), cfg)
@@ -240,15 +241,17 @@ def test_deep_reset_mc_vs_networks(reset, detach):
         assert _z(getattr(mc.mean, k), getattr(nw.mean, k), se) < Z_MAX, k
 
 
-def test_deep_gradient_equals_finite_differences():
+@pytest.mark.parametrize("shape", ["gaussian", pytest.param("fast_sigmoid",
+                                                          marks=pytest.mark.slow)])
+def test_deep_gradient_equals_finite_differences(shape):
     # jax.grad through the depth-2 recursion (custom JVP of the orthant probability, the
-    # scale-mixture moments) == central differences, diagonal of K(x, x) included.
+    # conditional moments) == central differences, diagonal of K(x, x) included.
     T = 8
     x = _spikes(13, 2, T, 4, [0.3, 0.5])
     fn = jax.jit(LK.lif_kernel_fn(which=("nngp", "sgntk"), depth=2))
 
     def k(p):
-        sur = sg.Surrogate("fast_sigmoid", p[0], p[1])
+        sur = sg.Surrogate(shape, p[0], p[1])
         cfg = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=0.3, reset="none", surrogate=sur)
         out = fn(x, None, cfg, jnp.ones(T), p[2], 0.3)
         return jnp.stack([out.nngp, out.sgntk])
