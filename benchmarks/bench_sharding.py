@@ -12,7 +12,8 @@ SG-NTK of a depth-3 sign network with the fast-sigmoid surrogate (the route of
 * with ``mesh="all"`` (tiles on all D devices, rows of the result sharded in memory),
 * with ``tiles=<tmp>`` (streamed to an on-disk ``.npy`` memmap on all D devices),
 
-each once to compile and then ``--repeats`` times (best time kept); every result is checked
+each once to compile and then ``--repeats`` times, the three interleaved so that a change of
+the machine's load hits all of them (best time kept); every result is checked
 against the baseline (max relative difference). Prints one line per device count and writes
 ``bench_sharding.json`` (pairs per second, ratios to the baseline of the same process and to
 the 1-device sharded run, load average, versions) to ``--out``. On a CPU the forced devices
@@ -40,32 +41,33 @@ CHILD = textwrap.dedent(r'''
     kw = dict(depth=3, activation="sign", surrogate="fast_sigmoid", sigma_b=0.1,
               which=("sgntk",), tile_size=tile, progress=False)
 
-    def best(fn):
-        fn()                                     # compile
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t)
-        return min(times), out
-
     def block(k):
         v = k.sgntk
         if isinstance(v, jax.Array):
             v.block_until_ready()
         return v
 
-    t_base, base = best(lambda: block(kernels.mlp(x, **kw)))
-    base = np.asarray(base)
-    t_mesh, shd = best(lambda: block(kernels.mlp(x, mesh=mesh, **kw)))
     tmp = tempfile.mkdtemp()
     runs = iter(range(1000))
-    t_disk, dsk = best(lambda: block(kernels.mlp(x, tiles=os.path.join(tmp, str(next(runs))),
-                                                 mesh=mesh, **kw)))
+    modes = {
+        "baseline": lambda: block(kernels.mlp(x, **kw)),
+        "sharded": lambda: block(kernels.mlp(x, mesh=mesh, **kw)),
+        "on_disk": lambda: block(kernels.mlp(x, tiles=os.path.join(tmp, str(next(runs))),
+                                             mesh=mesh, **kw)),
+    }
+    outs = {name: fn() for name, fn in modes.items()}     # compile
+    times = {name: [] for name in modes}
+    for _ in range(repeats):          # interleaved, so a change of machine load hits all three
+        for name, fn in modes.items():
+            t = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - t)
+    t_base, t_mesh, t_disk = (min(times[k]) for k in ("baseline", "sharded", "on_disk"))
+    base, shd, dsk = np.asarray(outs["baseline"]), outs["sharded"], outs["on_disk"]
     rel = lambda a: float(np.max(np.abs(np.asarray(a) - base) / np.maximum(1, np.abs(base))))
     print("RESULT " + json.dumps(dict(
         devices=len(devices), platform=devices[0].platform, device_kind=devices[0].device_kind,
-        baseline_s=t_base, sharded_s=t_mesh, on_disk_s=t_disk,
+        baseline_s=t_base, sharded_s=t_mesh, on_disk_s=t_disk, all_times_s=times,
         shards=len(shd.sharding.device_set) if isinstance(shd, jax.Array) else None,
         max_rel_diff_sharded=rel(shd), max_rel_diff_on_disk=rel(dsk))))
 ''')
@@ -76,7 +78,7 @@ def main():
     ap.add_argument("--n", type=int, default=2048)
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--platform", default="cpu", choices=["cpu", "gpu"])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
