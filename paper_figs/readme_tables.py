@@ -8,6 +8,11 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
 
 * ``eilers-agreement`` — ``paper_figs/eilers2024/large/agreement.json`` (final-step records of the
   erf'-surrogate, depth-2 sign networks, and the noise-corrected width slope);
+* ``eilers-paper-values`` — ``paper_figs/eilers2024/fig3_paper/paper_values.json`` (the values
+  printed in or read off the paper next to ours);
+* ``eilers-fig3-paper`` — ``paper_figs/eilers2024/fig3_paper/agreement.json`` (Fig. 3 at the
+  paper's size, training set and horizon: every recorded step vs the prediction at that t, the
+  last one also vs t = inf);
 * ``randman-accuracy`` — ``experiments/results/randman/seed*/summary.json``;
 * ``lif-reset-recurrence`` — ``experiments/results/lif_kernels.json``;
 * ``conversion-table`` — ``sgntk.conversions.conversion_table_markdown`` (the rows that map;
@@ -87,6 +92,39 @@ def eilers_agreement(root, setting="sign-erf-L2-k1") -> str:
     return "\n".join(out)
 
 
+def eilers_paper_values(root) -> str:
+    d = _load(root, "paper_figs", "eilers2024", "fig3_paper", "paper_values.json")
+    out = ["| quantity | paper | sgntk (analytic) |", "|---|---|---|"]
+    for r in d["rows"]:
+        dg = r["paper_digits"]
+        ours = "—" if r["ours"] is None else f"{r['ours']:.{max(dg, 4)}f}"
+        out.append(f"| {r['description']} | {r['paper']:.{dg}f} | {ours} |")
+    return "\n".join(out)
+
+
+def eilers_fig3_paper(root) -> str:
+    d = _load(root, "paper_figs", "eilers2024", "fig3_paper", "agreement.json")
+    cfg = _load(root, "paper_figs", "eilers2024", "fig3_paper", "config.json")
+    rows = [r for r in d["records"] if r["setting"] == "sign-erf-L2-k1" and r["step"] > 0]
+    if not rows:
+        raise ValueError("fig3_paper/agreement.json has no Fig. 3 records")
+    out = ["| SGL step | compared with | rel. L2 error of the mean | its noise floor "
+           "| variance ratio (nets / GP) | KS (5 % crit.) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = "t = inf" if r.get("prediction") == "inf" else f"t = {r['step']}"
+        out.append(f"| {r['step']} | {vs} | {r['rel_l2_mean']:.3f} | {r['rel_l2_mean_noise']:.3f} "
+                   f"| {r['var_ratio']:.2f} | {r['ks']:.2f} ({r['ks_crit95']:.2f}) |")
+    f3 = cfg["fig3"]
+    n, w = rows[0]["n_networks"], rows[0]["width"]
+    missing = len(d.get("missing_units", []))
+    out += ["", _wrap(f"{n} sign networks of width {w} (of the {f3['n_networks']} the paper "
+                      f"trains: {missing} blocks of {f3.get('block_networks', n)} networks "
+                      f"were not reached on the shared 2-core CPU), the paper's Fig. 3 "
+                      f"training set, {rows[-1]['step']} SGL steps of the paper's "
+                      f"{f3['steps']}.")]
+    return "\n".join(out)
+
+
 def randman_accuracy(root) -> str:
     paths = sorted(glob.glob(os.path.join(root, "experiments", "results", "randman", "seed*",
                                           "summary.json")))
@@ -146,17 +184,28 @@ def benchmarks(root) -> str:
     # bench_train.txt: one block per configuration
     train = _read(root, *res, "bench_train.txt")
     parts = []
-    for block in re.split(r"^(?=ensemble training)", train, flags=re.MULTILINE)[1:]:
+    first = re.split(r"^(?=# python benchmarks/bench_train.py)", train, flags=re.MULTILINE)
+    first = next((b for b in first if "ensemble training" in b), train)  # the newest run
+    for block in re.split(r"^(?=ensemble training)", first, flags=re.MULTILINE)[1:]:
         w = _match(r"width (\d+), (\d+) nets", block, "bench_train.txt")
-        loop = _match(r"loop \(nets x steps\).*vmapped is\s+([\d.]+)x", block, "bench_train.txt")
-        mm = _match(r"=\s+([\d.]+) % of matmul", block, "bench_train.txt")
-        parts.append((w.group(1), w.group(2), float(loop.group(1)), float(mm.group(1))))
+        load = _match(r"load average ([\d.]+)", block, "bench_train.txt")
+        scan = _match(r"loop \(nets, scanned\).*vmapped is\s+([\d.]+)x", block, "bench_train.txt")
+        peak = re.search(r"([\d.]+) % of\s+peak FLOP/s", block)
+        ceil = re.search(r"batching ceiling: scanned loop / FLOP roofline =\s+([\d.]+)x", block)
+        if peak and ceil:
+            parts.append(f"width {w.group(1)}, {w.group(2)} nets: {float(scan.group(1)):.2g}x "
+                         f"the scanned per-network loop (ceiling of any batching "
+                         f"{float(ceil.group(1)):.2g}x), {float(peak.group(1)):.0f} % of peak "
+                         f"FLOP/s (load {float(load.group(1)):.0f})")
+        else:
+            mm = _match(r"=\s+([\d.]+) % of matmul", block, "bench_train.txt")
+            parts.append(f"width {w.group(1)}, {w.group(2)} nets: {float(scan.group(1)):.2g}x "
+                         f"vs loop, {float(mm.group(1)):.0f} % of matmul")
     if not parts:
         raise ValueError("bench_train.txt: no 'ensemble training' blocks")
-    train_cell = "; ".join(
-        f"width {w}, {n} nets: {x:.2g}x" + (" vs loop" if i == 0 else "") + f", {p:.0f} %"
-        + (" of matmul" if i == 0 else "") for i, (w, n, x, p) in enumerate(parts))
-    # bench_lif.txt: one section per run; quote the run on the quietest machine
+    train_cell = "; ".join(parts)
+    # bench_lif.txt: one section per run; quote the quietest run of the newest format (public
+    # snn_apply on the batch, Spyx), else the quietest run
     lif = _read(root, *res, "bench_lif.txt")
     runs = []
     for block in re.split(r"^(?=\$ python benchmarks/bench_lif.py)", lif, flags=re.MULTILINE):
@@ -164,12 +213,19 @@ def benchmarks(root) -> str:
             continue
         load = float(_match(r"load average before: \(([\d.]+)", block, "bench_lif.txt").group(1))
         best = _match(r"speed-up, best vs best: ([\d.]+)x", block, "bench_lif.txt").group(1)
-        vm = _match(r"speed-up of vmap\(snn_apply\) vs best snnTorch: ([\d.]+)x", block,
-                    "bench_lif.txt").group(1)
-        runs.append((load, best, vm))
+        new = re.search(r"speed-up of snn_apply \(batch\) vs best snnTorch: ([\d.]+)x", block)
+        spyx = re.search(r"speed-up of snn_apply \(batch\) vs Spyx: ([\d.]+)x", block)
+        if new:
+            api = f"{new.group(1)}x through the public `snn_apply` on the batch"
+        else:
+            api = _match(r"speed-up of vmap\(snn_apply\) vs best snnTorch: ([\d.]+)x", block,
+                         "bench_lif.txt").group(1) + "x through the high-level `vmap(snn_apply)`"
+        if spyx:
+            api += f", {spyx.group(1)}x faster than Spyx (same network and surrogate)"
+        runs.append((not (new and spyx), load, best, api))
     if not runs:
         raise ValueError("bench_lif.txt: no run with a 'speed-up, best vs best' line")
-    load, best, vm = min(runs)
+    _, load, best, vm = min(runs)
     return "\n".join([
         "| script | comparison | measured |",
         "|---|---|---|",
@@ -182,11 +238,11 @@ def benchmarks(root) -> str:
         f"{big['tile_size']} tiles | {big['seconds']:.0f} s, peak RSS {big['peak_rss_gib']:.1f} GiB for a "
         f"{big['result_gib']:.1f} GiB result (load {big['load_average_before'][0]:.0f} on "
         f"{big['cpus']} cores) |",
-        f"| `bench_train.py` | vmapped ensemble training vs per-network loop; vs dense matmul "
-        f"throughput at the same shapes | {train_cell} |",
-        f"| `bench_lif.py` | LIF forward+backward vs snnTorch 1.0 (CPU, 20-100-10, T = 100, batch "
-        f"250, same surrogate) | {best}x with `lif_cell` in `lax.scan`; {vm}x through the "
-        f"high-level `vmap(snn_apply)` (load {load:.0f}) |",
+        f"| `bench_train.py` | vmapped ensemble training vs a per-network loop; vs the machine's "
+        f"peak FLOP/s (large GEMM, same run) | {train_cell} |",
+        f"| `bench_lif.py` | LIF forward+backward vs snnTorch 1.0 and Spyx (CPU, 20-100-10, T = "
+        f"100, batch 250, same surrogate; median) | best sgntk route {best}x snnTorch; {vm} "
+        f"(load {load:.0f}) |",
     ])
 
 
@@ -200,15 +256,16 @@ def surrogate_shapes(root) -> str:
     """Per-shape cost of the default kernels (benchmarks/bench_surrogate_shapes.json)."""
     res = _load(root, "benchmarks", "results", "bench_surrogate_shapes.json")
     rows = res["rows"]
-    g = next(r for r in rows if r["shape"] == "gaussian")["warm_s"]
     n, depth = rows[0]["n"], rows[0]["depth"]
     lines = [f"`kernels.mlp(x, depth={depth})`, default kernels (NNGP, NTK, SG-NTK, surrogate Gram), "
-             f"N = {n}, sign network, inputs of unequal norm (load average {res['load_average'][0]:.1f} "
+             f"N = {n}, sign network, inputs of unequal norm, each shape timed next to the gaussian "
+             f"shape in the same process (load average {res['load_average'][0]:.1f} "
              f"on {res['cpus']} cores; `benchmarks/bench_surrogate_shapes.py`):", "",
-             "| shape | warm (s) | x gaussian | peak memory beyond the result (GB) |", "|---|---|---|---|"]
+             "| shape | warm (s) | x gaussian (wall) | x gaussian (CPU time) | peak memory beyond the result (GB) |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| `{r['shape']}` | {r['warm_s']:.2f} | {r['warm_s'] / g:.1f} | "
-                     f"{r['peak_beyond_result_gb']:.2f} |")
+        lines.append(f"| `{r['shape']}` | {r['warm_s']:.2f} | {r['ratio_wall']:.1f} | "
+                     f"{r['ratio_cpu']:.1f} | {r['peak_beyond_result_gb']:.2f} |")
     return "\n".join(lines)
 
 
@@ -237,6 +294,8 @@ BLOCKS = {
     "surrogate-shapes": surrogate_shapes,
     "conversion-table": conversion_table,
     "eilers-agreement": eilers_agreement,
+    "eilers-paper-values": eilers_paper_values,
+    "eilers-fig3-paper": eilers_fig3_paper,
     "randman-accuracy": randman_accuracy,
     "lif-reset-recurrence": lif_reset_recurrence,
     "benchmarks": benchmarks,
