@@ -108,8 +108,13 @@ def test_reproduce_command_runs_the_study(monkeypatch):
     assert cli.main(["reproduce", "eilers2024", "--smoke", "--out", "somewhere"]) == 0
     assert cli.main(["reproduce", "eilers2024"]) == 0
     assert cli.main(["reproduce", "eilers2024", "--config", "medium", "--force"]) == 0
-    assert calls == [("smoke", dict(out="somewhere", force=False)),
-                     ("quick", dict(out=None, force=False)),
-                     ("medium", dict(out=None, force=True))]
+    assert cli.main(["reproduce", "eilers2024", "--paper"]) == 0
+    assert cli.main(["reproduce", "eilers2024", "--smoke", "--even-angles"]) == 0
+    plain = dict(paper=False, training_set=None)
+    assert calls == [("smoke", dict(out="somewhere", force=False, **plain)),
+                     ("quick", dict(out=None, force=False, **plain)),
+                     ("medium", dict(out=None, force=True, **plain)),
+                     ("full", dict(out=None, force=False, paper=True, training_set=None)),
+                     ("smoke", dict(out=None, force=False, paper=False, training_set="even"))]
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "eilers2024", "--smoke", "--full"])
