@@ -1,4 +1,11 @@
-"""Kernels of one-hidden-layer LIF networks: analytic (no reset), Monte Carlo (any reset), empirical.
+"""Kernels of LIF networks: analytic (no reset), Monte Carlo (any reset), empirical.
+
+One hidden LIF layer is described below; ``depth=L`` (every kernel route: :func:`lif_kernels`,
+:func:`lif_kernel_fn`, :func:`lif_kernels_mc`, :func:`lif_kernels_networks`; finite networks
+from :func:`init_lif_deep`) stacks ``L`` feed-forward LIF layers of the same kind, layer
+``l + 1`` driven by ``sigma_w / sqrt(N) W S^l[s] + sigma_b b`` (GitHub issue 9; the recursion
+over layers is written out in :mod:`.analytic`, the layer-by-layer mean field in
+:mod:`.monte_carlo`).
 
 Network (NTK parameterisation; GitHub issue 4). ``P`` input spike trains ``x[s]`` in
 ``R^{n_in}``, ``s = 0 .. T-1``, one hidden layer of ``N`` LIF neurons run by
@@ -42,12 +49,16 @@ Submodules (one job each):
 * :mod:`.analytic` -- no reset: the membrane is Gaussian; orthant probabilities, mixed and
   surrogate-pair expectations; :func:`lif_kernel_fn` (pure, jit/vmap/grad-able, finite
   derivatives on the diagonal) and :func:`lif_kernels` (validated entry point).
-* :mod:`.monte_carlo` -- :func:`lif_kernels_mc`, mean-field Monte Carlo for any reset.
-* :mod:`.empirical` -- :func:`lif_empirical`, :func:`lif_kernels_networks`: finite networks.
+* :mod:`.monte_carlo` -- :func:`lif_kernels_mc`, mean-field Monte Carlo for any reset
+  (layer by layer for ``depth > 1``).
+* :mod:`.empirical` -- :func:`lif_empirical`, :func:`lif_kernels_networks`: finite networks
+  (:class:`LIFNetParams` one layer, optionally recurrent; :class:`LIFDeepParams` deep).
+* :mod:`._fast` -- the elementwise pieces of the analytic route, restructured for throughput.
 
 The impulse response ``k(n)`` of the free membrane is :func:`sgntk.lif.impulse_response`.
-Tests: ``tests/test_lif_kernels.py``, ``tests/test_lif_gradients.py``. Demonstration:
-``experiments/lif_kernels.py``.
+Tests: ``tests/test_lif_kernels.py``, ``tests/test_lif_gradients.py``,
+``tests/test_lif_kernels_deep.py``. Demonstrations: ``experiments/lif_kernels.py``,
+``experiments/lif_depth/run.py``. Benchmark: ``benchmarks/bench_lif_kernels.py``.
 """
 from ..lif import impulse_response
 from ._common import (DEFAULT_M, DEFAULT_SPIKE_SHARPNESS, KERNELS, LIFKernel, readout_weights,

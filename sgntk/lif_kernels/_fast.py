@@ -32,7 +32,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtr
+from jax.scipy.special import erfc
 
 from .. import _quadrature
 from .. import surrogates as _sg
@@ -73,9 +73,13 @@ def bvn_upper_fast(h, k, r, ph, pk):
     # |r| < 0.925: Sheppard's formula.
     hs = 0.5 * (h * h + k * k)
     asr = 0.5 * jnp.arcsin(jnp.where(is_low, r, 0.0))
-    sn = _sin_poly(asr[..., None] * _LOW_GX)
-    low = (jnp.sum(jnp.exp((sn * hk[..., None] - hs[..., None]) / (1.0 - sn * sn)) * _LOW_W, -1)
-           * asr / tp + ph * pk)
+    # Nodes unrolled over arrays of the entries' shape (no (..., nodes) intermediates: the
+    # XLA CPU backend runs this ~2.6x faster than the broadcast-and-sum form).
+    acc = jnp.zeros_like(hk)
+    for gx, gw in zip(_LOW_GX, _LOW_W):
+        sn = _sin_poly(asr * gx)
+        acc = acc + gw * jnp.exp((sn * hk - hs) / (1.0 - sn * sn))
+    low = acc * asr / tp + ph * pk
     # |r| >= 0.925: Drezner-Wesolowsky around |r| = 1.
     neg = r < 0
     kk = jnp.where(neg, -k, k)
@@ -91,18 +95,20 @@ def bvn_upper_fast(h, k, r, ph, pk):
                     a * jnp.exp(jnp.maximum(e1, -100.0))
                     * (1.0 - c * (bs - as_) * (1.0 - d * bs) / 3.0 + c * d * as_**2), 0.0)
     b = jnp.sqrt(bs)
-    sp = math.sqrt(tp) * ndtr(-b / a)
+    sp = math.sqrt(tp) * 0.5 * erfc(b / (a * math.sqrt(2.0)))    # Phi(-b/a), b/a >= 0
     bvn = jnp.where(hk2 > -100.0,
                     bvn - jnp.exp(-jnp.maximum(hk2, -100.0) / 2.0) * sp * b
                     * (1.0 - c * bs * (1.0 - d * bs) / 3.0), bvn)
     a2 = a / 2.0
-    xs = (a2[..., None] * _HIGH_GX) ** 2
-    e2 = -(bs[..., None] / xs + hk2[..., None]) / 2.0
-    sp2 = 1.0 + c[..., None] * xs * (1.0 + 5.0 * d[..., None] * xs)
-    rs = jnp.sqrt(1.0 - xs)
-    ep = jnp.exp(-(hk2[..., None] / 2.0) * xs / (1.0 + rs) ** 2) / rs
-    terms = jnp.where(e2 > -100.0, jnp.exp(jnp.maximum(e2, -100.0)) * (sp2 - ep), 0.0)
-    bvn = (a2 * jnp.sum(terms * _HIGH_W, -1) - bvn) / tp
+    acc = jnp.zeros_like(hk)
+    for gx, gw in zip(_HIGH_GX, _HIGH_W):
+        xs = (a2 * gx) ** 2
+        e2 = -(bs / xs + hk2) / 2.0
+        sp2 = 1.0 + c * xs * (1.0 + 5.0 * d * xs)
+        rs = jnp.sqrt(1.0 - xs)
+        ep = jnp.exp(-(hk2 / 2.0) * xs / (1.0 + rs) ** 2) / rs
+        acc = acc + gw * jnp.where(e2 > -100.0, jnp.exp(jnp.maximum(e2, -100.0)) * (sp2 - ep), 0.0)
+    bvn = (a2 * acc - bvn) / tp
     bvn = jnp.where(inner, bvn, 0.0)
     # h, k >= 0: r > 0 adds Phi(-max(h, k)) = min(Phi(-h), Phi(-k)); r < 0 has h >= -k.
     high = jnp.where(r > 0, bvn + jnp.minimum(ph, pk), -bvn)
@@ -113,12 +119,14 @@ def _gsm_moment(shape, tail, m, v):
     """``E_{u ~ N(m, v)}[g(u)]`` (normalised units) from the scale-mixture nodes of ``g``."""
     s, w, w_inf = _quadrature.gsm_nodes(shape, tail)
 
-    def body(acc, sw):
-        sj, wj = sw
-        t = sj + v
-        return acc + wj * jnp.sqrt(sj / t) * jnp.exp(-0.5 * m * m / t), None
+    half_m2 = 0.5 * m * m
 
-    acc, _ = jax.lax.scan(body, jnp.zeros_like(m + v) + w_inf, (s, w), unroll=8)
+    def body(acc, sw):
+        inv_s, wj = sw
+        q = 1.0 / (1.0 + v * inv_s)            # s / (s + v)
+        return acc + wj * jnp.sqrt(q) * jnp.exp(-half_m2 * inv_s * q), None
+
+    acc, _ = jax.lax.scan(body, jnp.zeros_like(m + v) + w_inf, (1.0 / s, w), unroll=16)
     return acc
 
 
@@ -131,14 +139,20 @@ _POLE = {"sigmoid": math.pi / 4.0, "cauchy": 1.0 / math.pi}
 def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var):
     """``E_{w ~ N(mean, var)}[psi'(w)]``, ``var > 0`` (elementwise; the caller treats ``var = 0``).
 
-    Closed forms (:func:`sgntk.surrogates.gaussian_moment`) for triangular, rectangular,
-    exponential, gaussian, erf and straight-through; the Gaussian-scale-mixture sum for
+    Closed forms for triangular and rectangular (ramp / interval moments of
+    :mod:`sgntk._quadrature`), exponential, gaussian, erf and straight-through
+    (:func:`sgntk.surrogates.gaussian_moment`); the Gaussian-scale-mixture sum for
     fast_sigmoid, q_pseudo_spike, cauchy and sigmoid (module docstring).
     """
     shape = surrogate.shape
+    beta = jnp.asarray(surrogate.sharpness)
+    if shape in ("triangular", "rectangular"):
+        # Ramp / interval moments (3 and 2 normal CDFs) instead of the polynomial route of
+        # gaussian_moment, whose 24-node short-interval branch is evaluated for every entry.
+        moment = _quadrature._triangle_moment if shape == "triangular" else _quadrature._rect_moment
+        return jnp.asarray(surrogate.dampening) * moment(beta * mean, beta * jnp.sqrt(var))
     if shape not in _quadrature.GSM_SHAPES or shape == "exponential":
         return _sg.gaussian_moment(surrogate, mean, var)
-    beta = jnp.asarray(surrogate.sharpness)
     m = beta * mean
     v = beta**2 * var
     # The mixture sum is a trapezoid rule in log s; pointwise (v -> 0) its error is ~3e-7 for

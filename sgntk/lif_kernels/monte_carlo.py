@@ -12,6 +12,22 @@ the backpropagated sensitivity ``lambda_s(x) = d(kappa . S(x))/d d[s]``, so::
 
 Without reset ``lambda_s = sum_t kappa_t H'(U_t - theta) k(t - s)`` and the estimator's mean is
 exactly the analytic kernel (:func:`sgntk.lif_kernels.lif_kernels`, same ``spike_sharpness``).
+
+Depth ``L > 1`` (layer by layer, any reset; all inputs ``X = [x1; x2]`` and times jointly).
+Forward: sample neurons of layer ``l`` from the Gaussian drive ``N(0, G^l)``, run them, estimate
+the spike second moments ``Q^l = E[S S^T]`` and factor ``G^{l+1} = sigma_w^2 Q^l + sigma_b^2``
+(``eigh``). Backward (the gradient-independence of the infinite-width limit): the field that
+reaches neuron ``i`` of layer ``l`` from above, ``g_i[t] = sum_m sigma_w/sqrt(N) W_im
+lambda^{l+1}_m[t]``, is a Gaussian process independent of the neuron's own forward pass, jointly
+over the true-derivative and the surrogate chains with covariance ``sigma_w^2 Pi^{l+1}``,
+``Pi^{l+1} = E[(lambda^T, lambda^S)(lambda^T, lambda^S)^T]`` of layer ``l + 1`` (top layer:
+``g = kappa`` and a factor ``sigma_o^2``). Sampling ``g`` with the neuron and pulling it back
+through the neuron's scan (one ``vjp`` per chain) gives ``lambda^l``, hence ``Pi^l`` and the layer's
+weight-and-bias term ``E[(F_l^T lambda^T)(x) . (F_l^T lambda^S)(x')]`` (``F_l F_l^T = G^l``). The
+kernel is the sum of the layers' terms and the readout term ``sigma_o^2 E[(kappa . S^L)(kappa .
+S^L)']``. Without reset its mean is the analytic recursion (test: analytic == this == finite
+networks); the estimated inner covariances make it biased at O(1/n_neurons), far below the
+standard error, which is taken over independent replicates of the whole pipeline.
 Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_mc_vs_networks``,
 ``test_reset_and_recurrence_change_kernel``.
 """
