@@ -36,9 +36,23 @@ def _phi(z):
     return jnp.exp(-0.5 * z**2) / _SQRT_2PI
 
 
+_SQRT_HALF = float(np.sqrt(0.5))
+
+
+def norm_cdf(z):
+    """``Phi(z) = erfc(-z / sqrt 2) / 2``: one ``erfc`` (``jax.scipy.special.ndtr`` evaluates
+    ``erf`` and ``erfc`` and selects; 5-7x slower on XLA's CPU backend). Relative error
+    < 5e-13 down to the underflow at z = -37.5 (against ``scipy.special.ndtr``)."""
+    return 0.5 * jax.lax.erfc(-_SQRT_HALF * z)
+
+
 def _interval_prob(za, zb):
-    """P(za < Z < zb) for standard normal Z, computed in the tail that keeps precision."""
-    return jnp.where(za > 0, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
+    """P(za < Z < zb) for standard normal Z, computed in the tail that keeps precision
+    (two ``erfc``: ``Phi(-za) - Phi(-zb)`` for ``za > 0``, else ``Phi(zb) - Phi(za)``)."""
+    upper = za > 0
+    p = jnp.where(upper, za, -zb)
+    q = jnp.where(upper, zb, -za)
+    return 0.5 * (jax.lax.erfc(_SQRT_HALF * p) - jax.lax.erfc(_SQRT_HALF * q))
 
 
 def poly_gauss_integral(coeffs, a, b, m, sigma):
@@ -276,15 +290,37 @@ _X0 = float(_TABLE_X[3])
 _V_MIN = float(np.exp(_X0))
 
 
+_LN2 = float(np.log(2.0))
+_ATANH_TERMS = tuple(1.0 / k for k in range(23, 0, -2))
+
+
+def fast_log(v):
+    """``log(v)`` for ``v > 0`` (float64, |error| < 2e-16 |log v| + 1.2e-16), about 2x faster
+    than ``jnp.log`` on XLA's CPU backend, where float64 ``log`` is not vectorised (measured
+    24 vs 12 ns per element): ``v = m 2^e`` by ``frexp`` (bit operations), ``m`` moved into
+    ``[1/sqrt 2, sqrt 2)``, ``log m = 2 atanh(z)``, ``z = (m - 1)/(m + 1)``, ``|z| < 0.172``,
+    by its series to ``z^23``."""
+    m, e = jnp.frexp(v)
+    low = m < 0.7071067811865476
+    m = jnp.where(low, 2.0 * m, m)
+    e = jnp.where(low, e - 1, e)
+    z = (m - 1.0) / (m + 1.0)
+    z2 = z * z
+    p = _ATANH_TERMS[0]
+    for c in _ATANH_TERMS[1:]:
+        p = p * z2 + c
+    return e * _LN2 + 2.0 * z * p
+
+
 def centered_lookup(coef, g0, v):
     """``E_{N(0, v)}[g]`` from a table of :func:`centered_table` (``g0 = g(0)``); elementwise
     over ``v >= 0``, with a finite derivative at ``v = 0`` (it is 0 there)."""
     # where(), not maximum(): the second derivative of log(max(v, tiny)) is inf * 0 at v = 0.
-    pos = (jnp.clip(jnp.log(jnp.where(v > _V_MIN, v, _V_MIN)), _X0, -_X0) - _X0) / _TABLE_STEP
+    pos = (jnp.clip(fast_log(jnp.where(v > _V_MIN, v, _V_MIN)), _X0, -_X0) - _X0) / _TABLE_STEP
     i = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, coef.shape[0] - 1)
     t = pos - i
-    c = coef[i]
-    h = c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * c[..., 3]))
+    c0, c1, c2, c3 = coef.T            # four 1-D gathers: half the cost of one row gather
+    h = c0[i] + t * (c1[i] + t * (c2[i] + t * c3[i]))
     # Below the grid: E -> g(0) like sqrt(v) (kinked profiles) or faster (smooth ones).
     below = g0 + (coef[0, 0] - g0) * safe_sqrt(v / _V_MIN)
     return jnp.where(v < _V_MIN, below, h / jnp.sqrt(1.0 + jnp.maximum(v, 0.0)))
@@ -523,10 +559,10 @@ def _ramp_moment(d, sigma):
     pos = sigma > 0
     sig = jnp.where(pos, sigma, 1.0)               # no inf * 0 in the untaken branch's derivative
     z = d / sig
-    return jnp.where(pos, d * ndtr(z) + sig * _phi(z), jnp.maximum(d, 0.0))
+    return jnp.where(pos, d * norm_cdf(z) + sig * _phi(z), jnp.maximum(d, 0.0))
 
 
-def _triangle_moment(m, sigma):
+def _triangle_moment(m, sigma, wide_branch=True):
     """E[(1 - |V|)_+], V ~ N(m, sigma^2) (elementwise; sigma >= 0).
 
     ``(1 - |v|)_+ = ramp(v + 1) - 2 ramp(v) + ramp(v - 1)``, so the moment is a second
@@ -535,12 +571,15 @@ def _triangle_moment(m, sigma):
     Gauss-Legendre rule per half is used there (error < 1e-12 for sigma > 4).
     """
     closed = _ramp_moment(m + 1.0, sigma) - 2.0 * _ramp_moment(m, sigma) + _ramp_moment(m - 1.0, sigma)
-    sig = jnp.maximum(sigma, 4.0)
+    if not wide_branch:               # the caller knows that sigma <= 4 everywhere
+        return closed
+    inv_sig = 1.0 / jnp.maximum(sigma, 4.0)
     wide = jnp.zeros_like(m + sigma)
     for half in (-0.5, 0.5):                      # nodes on [-1, 0] and [0, 1]
-        v = half + 0.5 * _TRI_GL_X
-        dens = jnp.exp(-0.5 * ((v - m[..., None]) / sig[..., None]) ** 2) / (_SQRT_2PI * sig[..., None])
-        wide = wide + 0.5 * jnp.sum(_TRI_GL_W * (1.0 - jnp.abs(v)) * dens, axis=-1)
+        for xk, wk in zip(_TRI_GL_X, _TRI_GL_W):  # scalar nodes: no (..., nodes) temporaries
+            v = half + 0.5 * float(xk)
+            wide = wide + (0.5 * float(wk) * (1.0 - abs(v))) * jnp.exp(-0.5 * ((v - m) * inv_sig) ** 2)
+    wide = wide * inv_sig / _SQRT_2PI
     return jnp.where(sigma > 4.0, wide, closed)
 
 
@@ -552,6 +591,59 @@ def _rect_moment(m, sigma):
     return jnp.where(pos, _interval_prob((-0.5 - m) / sig, (0.5 - m) / sig), inside)
 
 
+def map_in_batches(fn, arrays, batch):
+    """``fn(*arrays)`` for an elementwise ``fn``, applied to flat batches of ``batch``
+    elements one after another (``lax.map`` over whole batches; the last one padded with
+    copies of the last element). Unlike ``lax.map(..., batch_size=)``, which ``vmap``s a
+    per-element function, ``fn`` sees a batch array, so a ``lax.cond`` on the batch inside it
+    stays a branch rather than becoming a select of both sides."""
+    shape = arrays[0].shape
+    flat = [x.reshape(-1) for x in arrays]
+    n = flat[0].shape[0]
+    pad = (-n) % batch
+    flat = [jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,))]).reshape(-1, batch)
+            for x in flat]
+    out = jax.lax.map(lambda xs: fn(*xs), tuple(flat))
+    return out.reshape(-1)[:n].reshape(shape)
+
+
+def _batcher_pairs(n):
+    """Comparators ``(i, j)`` of Batcher's odd-even merge sort for ``n`` items (the network for
+    the next power of two, minus the comparators that touch the padding, which would hold
+    ``+inf`` and never swap)."""
+    size = 1 << max(n - 1, 1).bit_length()
+
+    def merge(lo, hi, r):
+        step = r * 2
+        if step < hi - lo:
+            yield from merge(lo, hi, step)
+            yield from merge(lo + r, hi, step)
+            yield from ((i, i + r) for i in range(lo + r, hi - r, step))
+        else:
+            yield (lo, lo + r)
+
+    def sort(lo, hi):
+        if hi - lo >= 1:
+            mid = lo + (hi - lo) // 2
+            yield from sort(lo, mid)
+            yield from sort(mid + 1, hi)
+            yield from merge(lo, hi, 1)
+
+    return [(i, j) for i, j in sort(0, size - 1) if j < n]
+
+
+def sorting_network(rows):
+    """Sort a short list of equally shaped arrays elementwise (returns a list, ascending).
+
+    Elementwise ``minimum``/``maximum`` over Batcher's network: for ~20 rows this is ~50x
+    faster than ``jnp.sort(jnp.stack(rows), axis=0)`` on XLA's CPU backend (measured 2.5 us per
+    column for 19 rows), and differentiable."""
+    rows = list(rows)
+    for i, j in _batcher_pairs(len(rows)):
+        rows[i], rows[j] = jnp.minimum(rows[i], rows[j]), jnp.maximum(rows[i], rows[j])
+    return rows
+
+
 def piecewise_pair_expectation(shape, a, b, r):
     """``E[g(U) g(V)]`` for ``shape`` in :data:`PIECEWISE_SHAPES` (normalised units).
 
@@ -561,10 +653,8 @@ def piecewise_pair_expectation(shape, a, b, r):
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
     if a.size > _PW_BATCH:   # ~20 piece boundaries per element: map over batches of elements
-        flat = [t.reshape(-1) for t in (a, b, r)]
-        out = jax.lax.map(lambda abr: piecewise_pair_expectation(shape, *abr), flat,
-                          batch_size=_PW_BATCH)
-        return out.reshape(a.shape)
+        return map_in_batches(lambda *abr: piecewise_pair_expectation(shape, *abr),
+                              (a, b, r), _PW_BATCH)
     half = 1.0 if shape == "triangular" else 0.5
     kink = 1.0 if shape == "triangular" else 0.5
     profile = ((lambda u: jnp.maximum(1.0 - jnp.abs(u), 0.0)) if shape == "triangular"
@@ -583,18 +673,26 @@ def piecewise_pair_expectation(shape, a, b, r):
     cand += [bp + w * k for k in _PW_MULT] + [bp - w * k for k in _PW_MULT]
     if shape == "triangular":                          # H(kappa u, c) has a kink at u = 0 too
         cand += [w * k for k in _PW_MULT]
-    pts = jnp.sort(jnp.clip(jnp.stack(cand, 0), 0.0, half), axis=0)
+    pts = jnp.stack(sorting_network([jnp.clip(c_, 0.0, half) for c_ in cand]), 0)
     lo, hi = pts[:-1], pts[1:]
 
-    def piece(acc, seg):
-        mid, rad = 0.5 * (seg[0] + seg[1]), 0.5 * (seg[1] - seg[0])
+    inv_a = 1.0 / a
+    norm = 1.0 / jnp.sqrt(2.0 * jnp.pi * a)
 
-        def node(acc_, xw):            # a rolled loop keeps the compiled program small
-            u = mid + rad * xw[0]
-            dens = jnp.exp(-0.5 * u**2 / a) / jnp.sqrt(2.0 * jnp.pi * a)
-            return acc_ + (xw[1] * rad) * profile(u) * dens * moment(kap * u, sd), None
+    def integrate(moment_fn):
+        def piece(acc, seg):
+            mid, rad = 0.5 * (seg[0] + seg[1]), 0.5 * (seg[1] - seg[0])
 
-        return jax.lax.scan(node, acc, (jnp.asarray(_PW_X), jnp.asarray(_PW_W)))[0], None
+            def node(acc_, xw):            # a rolled loop keeps the compiled program small
+                u = mid + rad * xw[0]
+                dens = jnp.exp(-0.5 * u**2 * inv_a) * norm
+                return acc_ + (xw[1] * rad) * profile(u) * dens * moment_fn(kap * u, sd), None
 
-    acc, _ = jax.lax.scan(piece, jnp.zeros_like(a), (lo, hi))
-    return 2.0 * acc
+            return jax.lax.scan(node, acc, (jnp.asarray(_PW_X), jnp.asarray(_PW_W)))[0], None
+
+        return 2.0 * jax.lax.scan(piece, jnp.zeros_like(a), (lo, hi))[0]
+
+    if shape == "triangular":   # the wide-Gaussian branch only when some element needs it
+        return jax.lax.cond(jnp.any(sd > 4.0), lambda: integrate(moment),
+                            lambda: integrate(lambda m, s: moment(m, s, wide_branch=False)))
+    return integrate(moment)
