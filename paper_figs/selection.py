@@ -69,7 +69,7 @@ def figure(res: dict, path: str) -> str:
         axes[2].plot([max(r["predicted_loss"], 1e-12) for r in rs], [r["train_ce"] for r in rs],
                      "o", ms=4, color=colors[cond], label=label)
     c = res["correlations"]["all"]
-    axes[0].set(xlabel="SG-NTK score (kernel k-fold accuracy)", ylabel="measured test accuracy",
+    axes[0].set(xlabel=f"score: kernel k-fold R^2 ({res['kernel']})", ylabel="measured test accuracy",
                 title=f"score: Spearman {c['score']['vs_accuracy']['rho']:+.2f}")
     axes[1].set(xlabel="Herranz-Celotti score -|log10 gain|", ylabel="measured test accuracy",
                 title=f"baseline: Spearman {c['hc_score']['vs_accuracy']['rho']:+.2f}")

@@ -310,11 +310,64 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None) -> di
             [r["by_kernel"][name]["score"] for r in rows], acc)
         per_diag[f"minus_predicted_loss_{name}"] = select.spearman(
             [-r["by_kernel"][name]["predicted_loss"] for r in rows], acc)
+    fitted = fitted_score(rows)
+    within = {}
+    for cond in ("ff_detached", "ff_diff", "rec_detached", "rec_diff"):
+        rs = [r for r in rows if ("rec" if r["point"]["recurrent"] else "ff")
+              + ("_detached" if r["point"]["detach_reset"] else "_diff") == cond]
+        if len(rs) >= 4:
+            a = [r["test_accuracy"] for r in rs]
+            within[cond] = dict(n=len(rs), score=select.spearman([r["score"] for r in rs], a),
+                                hc_score=select.spearman([r["hc_score"] for r in rs], a))
     return dict(task=task, n_configs=len(rows), seeds=spec["seeds"],
-                fixed_epoch=spec["fixed_epoch"], kernel=kernel,
+                fixed_epoch=spec["fixed_epoch"], kernel=kernel, fitted=fitted,
+                within_condition=within,
                 kernel_choice_half_A=choice, rows=rows,
                 correlations=select.validation_table(rows, seed=0),
                 single_diagnostics_vs_accuracy=per_diag, questions=questions(rows))
+
+
+FEATURES = ("score_sg_gram", "score_sgntk", "backward_explosion", "hc_score",
+            "alignment_sg_gram", "effective_rank_sg_gram", "asymmetry_sgntk")
+
+
+def features(row) -> list:
+    """Pre-training diagnostics of one configuration (all from ``predict`` units)."""
+    bk = row["by_kernel"]
+    return [bk["sg_gram"]["score"], float(np.clip(bk["sgntk"]["score"], -1.0, 1.0)),
+            max(0.0, row["diagnostics"].get("backward_log10_gain", 0.0)), row["hc_score"],
+            bk["sg_gram"]["diagnostics"]["alignment"],
+            bk["sg_gram"]["diagnostics"]["effective_rank"],
+            bk["sgntk"]["diagnostics"]["asymmetry"]]
+
+
+def fitted_score(rows, *, ridge: float = 1.0) -> dict:
+    """Diagnostics combined by weights fitted on half A (ridge regression of the measured
+    test-accuracy rank on z-scored features), evaluated on half B only (issue 8's protocol)."""
+    from sgntk import select
+
+    a = [r for r in rows if r["half"] == "A"]
+    b = [r for r in rows if r["half"] == "B"]
+    if len(a) < 4 or len(b) < 3:
+        return {}
+    xa = np.array([features(r) for r in a], float)
+    mu, sd = xa.mean(0), xa.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    za = (xa - mu) / sd
+    ya = select._rank([r["test_accuracy"] for r in a])
+    ya = (ya - ya.mean()) / ya.std()
+    w = np.linalg.solve(za.T @ za + ridge * len(a) * np.eye(za.shape[1]), za.T @ ya)
+    zb = (np.array([features(r) for r in b], float) - mu) / sd
+    sb = zb @ w
+    acc_b = np.array([r["test_accuracy"] for r in b])
+    best = int(np.argmax(sb))
+    return dict(features=list(FEATURES), weights=w.tolist(), ridge=ridge,
+                half_B=dict(vs_accuracy=select.bootstrap_spearman(sb, acc_b),
+                            best=b[best]["name"],
+                            best_measured_rank=int(1 + np.sum(acc_b > acc_b[best]))),
+                half_B_theory_score=select.bootstrap_spearman(
+                    [r["score"] for r in b], acc_b),
+                half_B_hc=select.bootstrap_spearman([r["hc_score"] for r in b], acc_b))
 
 
 def questions(rows) -> dict:
@@ -337,6 +390,18 @@ def questions(rows) -> dict:
         if accs:
             v = np.array(list(accs.values()))
             out[f"scale_spread_{cond}"] = dict(accuracy=accs, spread=float(v.max() - v.min()))
+    # robustness of shapes to sharpness 0.1x / 10x (same condition, same other settings)
+    for cond in ("ff_detached", "rec_diff"):
+        rob = {}
+        for shape in ("fast_sigmoid", "triangular"):
+            names = [f"{shape}_{cond}"] + [f"{shape}_{lab}_{cond}" for lab in
+                                           ("sharp0.1x", "sharp10x")]
+            if all(n in by for n in names):
+                accs = [by[n]["test_accuracy"] for n in names]
+                rob[shape] = dict(default=accs[0], sharp0_1x=accs[1], sharp10x=accs[2],
+                                  worst_drop=float(accs[0] - min(accs[1:])))
+        if rob:
+            out[f"sharpness_robustness_{cond}"] = rob
     return out
 
 
