@@ -43,7 +43,7 @@ def main(argv=None):
                      key=lambda r: r["sharpness"])
         return [r["sharpness"] for r in sel], sel, [r[key] for r in sel]
 
-    fig, ax = plt.subplots(1, 3, figsize=(11, 3.4))
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
     for shape, ls in zip(shapes, ["-", "--", ":"]):
         for d, c in zip(depths, colors):
             b, _, cond = series(shape, d, "cond")
@@ -52,13 +52,13 @@ def main(argv=None):
             b, sel, lo = series(shape, d, "eig_min_real")
             ax[1].semilogx(b, [v / r["eig_max_abs"] for v, r in zip(lo, sel)], ls, color=c,
                            marker="o", ms=3)
-    ax[0].set(xlabel="surrogate sharpness", ylabel="cond(SG-NTK)",
-              title="condition number (solid " + shapes[0] + ", dashed " +
-              (shapes[1] if len(shapes) > 1 else "") + ")")
-    ax[0].legend()
+    for shape, ls in zip(shapes, ["-", "--", ":"]):
+        ax[0].plot([], [], ls, color="k", label=shape)
+    ax[0].set(xlabel="surrogate sharpness", ylabel="cond(SG-NTK)", title="condition number")
+    ax[0].legend(fontsize=6)
     ax[1].axhline(0.0, color="k", lw=0.6)
     ax[1].set(xlabel="surrogate sharpness", ylabel="min Re(eig) / max |eig|",
-              title="smallest real part of the eigenvalues")
+              title="min real part of the eigenvalues")
     cm = plt.cm.plasma(np.linspace(0, 0.85, len(sharp)))
     for b, c in zip(sharp, cm):
         sel = sorted((r for r in rows if r["shape"] == shapes[0] and r["sharpness"] == b),
@@ -71,7 +71,7 @@ def main(argv=None):
                    ms=3, label="NNGP")
     ax[2].set(xlabel="depth (hidden LIF layers)", ylabel="condition number",
               title=f"vs depth ({shapes[0]})", xticks=depths)
-    ax[2].legend(ncol=2)
+    ax[2].legend(ncol=2, fontsize=6, loc="center right")
     fig.tight_layout()
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "lif_depth.png")
