@@ -1,0 +1,59 @@
+"""The small numerical primitives behind the fast quadrature routes (sgntk._quadrature):
+each against the library routine it replaces, over the whole range it is used on."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special
+
+from sgntk import _quadrature as Q
+
+
+def test_fast_log_matches_log_over_the_normal_float64_range():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        v = np.concatenate([np.exp(rng.uniform(-700, 700, 20000)), rng.uniform(0.5, 2.0, 20000),
+                            [1.0, 2.0, 0.5, np.sqrt(0.5), np.nextafter(np.sqrt(0.5), 1), 2.3e-308]])
+        got = np.asarray(Q.fast_log(jnp.asarray(v)))
+        want = np.log(v)
+        # |error| < 2e-16 |log v| + 1.2e-16 (docstring), i.e. a few ulp of the result
+        assert np.all(np.abs(got - want) <= 4e-16 * np.abs(want) + 2.3e-16)
+        d = jax.vmap(jax.grad(Q.fast_log))(jnp.asarray([0.3, 1.0, 7.0, 1e-200]))
+        np.testing.assert_allclose(np.asarray(d), 1 / np.array([0.3, 1.0, 7.0, 1e-200]), rtol=1e-14)
+
+
+def test_norm_cdf_and_interval_probability_match_scipy():
+    with jax.enable_x64(True):
+        z = np.linspace(-37.0, 37.0, 40001)
+        got = np.asarray(Q.norm_cdf(jnp.asarray(z)))
+        want = special.ndtr(z)
+        assert np.max(np.abs(got / want - 1)) < 5e-13          # relative, both tails
+        za = np.random.default_rng(1).uniform(-30, 30, 5000)
+        zb = za + np.random.default_rng(2).exponential(2.0, 5000)
+        p = np.asarray(Q._interval_prob(jnp.asarray(za), jnp.asarray(zb)))
+        # reference: the difference taken in the tail where it keeps precision
+        ref = np.where(za > 0, special.ndtr(-za) - special.ndtr(-zb), special.ndtr(zb) - special.ndtr(za))
+        ok = ref > 1e-300
+        assert np.max(np.abs(p[ok] / ref[ok] - 1)) < 1e-12
+
+
+@pytest.mark.parametrize("n", list(range(1, 26)))
+def test_sorting_network_sorts_with_ties(n):
+    with jax.enable_x64(True):
+        x = np.random.default_rng(n).normal(size=(n, 300))
+        x[:, :100] = np.round(x[:, :100])                     # ties
+        x[:, 100:120] = 0.5                                    # all equal
+        got = np.stack(Q.sorting_network([jnp.asarray(r) for r in x]))
+        np.testing.assert_array_equal(got, np.sort(x, axis=0))
+
+
+def test_map_in_batches_equals_direct_call_and_keeps_cond_a_branch():
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(3).normal(size=(7, 13)))
+        f = lambda a, b: jnp.sin(a) * b + jax.lax.cond(jnp.any(a > 10.0), lambda: 1.0, lambda: 0.0)
+        got = Q.map_in_batches(f, (x, 2.0 * x), 8)            # 91 elements: 12 batches, padded
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(jnp.sin(x) * 2.0 * x))
+        # the function receives whole batches, so jnp.any sees the batch (not one element)
+        seen = []
+        Q.map_in_batches(lambda a: (seen.append(a.shape), a)[1], (x,), 8)
+        assert seen == [(8,)]
