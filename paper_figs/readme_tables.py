@@ -20,6 +20,8 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
 * ``surrogate-shapes`` — ``benchmarks/results/bench_surrogate_shapes.json``.
 * ``benchmarks`` — ``benchmarks/results/`` (``bench_kernels.txt``, ``bench_train.txt``,
   ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
+* ``selection-validation`` — ``experiments/results/selection/<task>/validation.json``
+  (``experiments/selection/validation.py analyse``; issue 8).
 * ``sharding-scaling`` — ``benchmarks/results/bench_sharding.json`` (kernels on 1, 2, 4 forced
   host devices, sharded and on disk, vs the single-device path of the same process).
 
@@ -290,7 +292,57 @@ def sharding_scaling(root) -> str:
     return "\n".join(lines)
 
 
+
+def selection_validation(root) -> str:
+    """``experiments/results/selection/<task>/validation.json`` (issue 8)."""
+    lines = ["| task | configs x seeds | predictor | Spearman vs test accuracy, all [95 % CI] | "
+             "held-out half B | predicted best: measured rank | predicted vs measured "
+             "training loss |", "|---|---|---|---|---|---|---|"]
+    notes = []
+    for task in ("randman", "digits"):
+        path = os.path.join(root, "experiments", "results", "selection", task, "validation.json")
+        if not os.path.exists(path):
+            continue
+        d = _load(root, "experiments", "results", "selection", task, "validation.json")
+        c = d["correlations"]
+        for pred, label in (("score", f"SG-NTK score ({d['kernel']})"),
+                            ("hc_score", "Herranz-Celotti")):
+            a, b = c["all"][pred], c.get("B", {}).get(pred)
+            loss = c["all"]["predicted_vs_measured_loss"] if pred == "score" else None
+            lines.append(
+                f"| {task} | {d['n_configs']} x {len(d['seeds'])} | {label} | "
+                f"{a['vs_accuracy']['rho']:+.2f} [{a['vs_accuracy']['ci95'][0]:+.2f}, "
+                f"{a['vs_accuracy']['ci95'][1]:+.2f}] | "
+                + (f"{b['vs_accuracy']['rho']:+.2f} (n = {b['vs_accuracy']['n']})" if b else "-")
+                + f" | {a['best_measured_rank']} of {d['n_configs']} | "
+                + (f"{loss['rho']:+.2f} [{loss['ci95'][0]:+.2f}, {loss['ci95'][1]:+.2f}]"
+                   if loss else "-") + " |")
+        q = d["questions"]
+        bits = []
+        for cond, what in (("ff_detached", "feed-forward, detached reset"),
+                           ("rec_diff", "recurrent, differentiable reset")):
+            k = f"shape_spread_{cond}"
+            if k in q and len(q[k]["accuracy"]) > 1:
+                bits.append(f"spread of test accuracy over {len(q[k]['accuracy'])} shapes at "
+                            f"matched scale, {what}: {q[k]['spread']:.3f} "
+                            f"({q[k]['spread_without_straight_through']:.3f} without "
+                            f"straight-through)")
+        for cond, what in (("ff_detached", "detached feed-forward"),
+                           ("ff_diff", "differentiable reset"),
+                           ("rec_detached", "recurrent")):
+            k = f"scale_spread_{cond}"
+            if k in q and len(q[k]["accuracy"]) > 1:
+                bits.append(f"spread over fast-sigmoid sharpness/dampening 0.1x-10x, {what}: "
+                            f"{q[k]['spread']:.3f} ({len(q[k]['accuracy'])} configurations)")
+        if bits:
+            notes.append(f"{task}: " + "; ".join(bits) + ".")
+    if len(lines) == 2:
+        raise ValueError("no experiments/results/selection/*/validation.json")
+    return "\n".join(lines) + "\n\n" + _wrap(" ".join(notes))
+
+
 BLOCKS = {
+    "selection-validation": selection_validation,
     "surrogate-shapes": surrogate_shapes,
     "conversion-table": conversion_table,
     "eilers-agreement": eilers_agreement,

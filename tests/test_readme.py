@@ -45,6 +45,12 @@ def test_check_mode_detects_a_changed_result(tmp_path):
         (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
     shutil.copytree(os.path.join(ROOT, "experiments", "results", "randman"),
                     tmp_path / "experiments" / "results" / "randman")
+    for task in ("randman", "digits"):  # the selection-validation block's inputs (issue 8)
+        src = os.path.join(ROOT, "experiments", "results", "selection", task, "validation.json")
+        if os.path.exists(src):
+            dst = tmp_path / "experiments" / "results" / "selection" / task / "validation.json"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
     assert rt.main(["--check", "--root", str(tmp_path)]) == 0
 
     path = tmp_path / "experiments" / "results" / "randman" / "seed1" / "summary.json"

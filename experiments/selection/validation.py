@@ -380,8 +380,10 @@ def questions(rows) -> dict:
         accs = {s: by[f"{s}_{cond}"]["test_accuracy"] for s in shapes if f"{s}_{cond}" in by}
         if accs:
             v = np.array(list(accs.values()))
-            out[f"shape_spread_{cond}"] = dict(accuracy=accs, spread=float(v.max() - v.min()),
-                                               std=float(v.std()))
+            w = np.array([a for sh, a in accs.items() if sh != "straight_through"])
+            out[f"shape_spread_{cond}"] = dict(
+                accuracy=accs, spread=float(v.max() - v.min()), std=float(v.std()),
+                spread_without_straight_through=float(w.max() - w.min()) if len(w) else None)
     for cond in ("ff_detached", "ff_diff", "rec_detached"):
         names = [f"fast_sigmoid_{lab}_{cond}" for lab in
                  ("sharp0.1x", "sharp10x", "damp0.1x", "damp10x")]
