@@ -15,6 +15,8 @@ Modules (one concept each):
 * :mod:`sgntk.lif_kernels` -- LIF kernels: empirical, analytic (no reset), Monte Carlo (reset)
 * :mod:`sgntk.runner`      -- resumable units of work (atomic files, config hashes, executors)
 * :mod:`sgntk.sharding`    -- kernel tiles on every device (rows sharded) or streamed to disk
+* :mod:`sgntk.diagnostics` -- SG-NTK spectrum, kernel-predicted training, backward gain, Herranz-Celotti
+* :mod:`sgntk.select`      -- rank surrogates and initialisations by the diagnostics (``sgntk select``)
 
 Not imported here: :mod:`sgntk.plotting` (optional figures, needs matplotlib), :mod:`sgntk.cli`
 (``sgntk demo``, ``sgntk reproduce <study>``; the studies live in ``experiments/`` of the
@@ -22,9 +24,11 @@ checkout).
 
 Importing sgntk changes no JAX setting: kernel entry points run in float64 internally.
 """
-from . import (conversions, data, empirical, expectations, kernels, lif, lif_kernels,
-               lif_train, monte_carlo, predict, runner, sharding, surrogates, train)
+from . import (conversions, data, diagnostics, empirical, expectations, kernels, lif,
+               lif_kernels, lif_train, monte_carlo, predict, runner, select, sharding,
+               surrogates, train)
 
 __version__ = "0.1.0"
-__all__ = ["conversions", "data", "empirical", "expectations", "kernels", "lif", "lif_kernels",
-           "lif_train", "monte_carlo", "predict", "runner", "sharding", "surrogates", "train"]
+__all__ = ["conversions", "data", "diagnostics", "empirical", "expectations", "kernels", "lif",
+           "lif_kernels", "lif_train", "monte_carlo", "predict", "runner", "select", "sharding",
+           "surrogates", "train"]
