@@ -22,6 +22,8 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
   ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
 * ``selection-validation`` — ``experiments/results/selection/<task>/validation.json``
   (``experiments/selection/validation.py analyse``; issue 8).
+* ``lif-kernel-speed`` — ``benchmarks/results/bench_lif_kernels.json`` (issue 9);
+* ``lif-depth`` — ``experiments/lif_depth/results/summary.json`` (issue 9);
 * ``sharding-scaling`` — ``benchmarks/results/bench_sharding.json`` (kernels on 1, 2, 4 forced
   host devices, sharded and on disk, vs the single-device path of the same process).
 
@@ -341,6 +343,74 @@ def selection_validation(root) -> str:
     return "\n".join(lines) + "\n\n" + _wrap(" ".join(notes))
 
 
+def lif_kernel_speed(root) -> str:
+    """Throughput of the LIF kernels next to kernels.mlp (benchmarks/results/bench_lif_kernels.json)."""
+    rows = _load(root, "benchmarks", "results", "bench_lif_kernels.json")["rows"]
+    (mlp,) = [r for r in rows if r["route"] == "kernels.mlp"]
+    sizes = sorted({(r["P"], r["T"]) for r in rows if r["route"] == "analytic"},
+                   key=lambda s: -s[1])
+    lines = [_wrap(f"`benchmarks/bench_lif_kernels.py` (entries = input pairs x time pairs of "
+                   f"`K(X, X)`, NNGP + SG-NTK, one hidden layer, readout sum; measured in one run "
+                   f"next to `kernels.mlp` at {mlp['rate'] / 1e6:.2f} M pair-layers/s (N = "
+                   f"{mlp['n']}, depth {mlp['depth']}) on the shared 2-core machine; "
+                   "the analytic rows were measured on the first P' inputs, see "
+                   "`benchmarks/results/bench_lif_kernels.txt`):"), "",
+             "| route | " + " | ".join(f"P = {p}, T = {t}: M entries/s (x mlp)" for p, t in sizes)
+             + " |", "|---|" + "---|" * len(sizes)]
+    keys = []
+    for r in rows:
+        if r["route"] == "kernels.mlp":
+            continue
+        k = (r["route"], r.get("shape", ""))
+        if k not in keys:
+            keys.append(k)
+    for route, shape in keys:
+        cells = []
+        for p, t in sizes:
+            sel = [r for r in rows if r["route"] == route and r.get("shape", "") == shape
+                   and r.get("T") == t and (r["route"] == "reference" or r["P"] == p)]
+            cells.append(f"{sel[0]['rate'] / 1e6:.3g} ({sel[0]['ratio_to_mlp']:.3g})" if sel
+                         else "–")
+        label = {"analytic": "analytic",
+                 "reference": "before issue 9 (measured on P' = " + ", ".join(
+                     sorted({str(r["P"]) for r in rows if r["route"] == route
+                             and r.get("shape") == shape})) + ")"}.get(route, route)
+        lines.append(f"| {label} `{shape}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def lif_depth(root) -> str:
+    """Conditioning of the deep LIF SG-NTK (experiments/lif_depth/results/summary.json)."""
+    d = _load(root, "experiments", "lif_depth", "results", "summary.json")
+    rows, cfg = d["rows"], d["config"]
+    shapes = sorted({r["shape"] for r in rows})
+    depths = sorted({r["depth"] for r in rows})
+    parts = []
+    for s in shapes:
+        def cond(depth, s=s):
+            return [r["cond"] for r in rows if r["shape"] == s and r["depth"] == depth]
+        neg = sorted({(r["depth"], r["sharpness"]) for r in rows
+                      if r["shape"] == s and r["eig_min_real"] <= 0})
+        best = min((r for r in rows if r["shape"] == s), key=lambda r: r["cond"])
+        parts.append(f"{s}: condition number {_span(cond(depths[0]), '{:.3g}', '')} at depth "
+                     f"{depths[0]} and {_span(cond(depths[-1]), '{:.3g}', '')} at depth "
+                     f"{depths[-1]} over sharpness {min(cfg['sharpness']):g}–"
+                     f"{max(cfg['sharpness']):g}, lowest ({best['cond']:.3g}) at depth "
+                     f"{best['depth']}, sharpness {best['sharpness']:g}; "
+                     + ("all eigenvalues have positive real parts" if not neg else
+                        "eigenvalues with real part <= 0 at (depth, sharpness) " +
+                        ", ".join(f"({a}, {b:g})" for a, b in neg)))
+    inp, net = cfg["inputs"], cfg["network"]
+    text = (f"`python experiments/lif_depth/run.py` (P = {inp['P']} Bernoulli spike trains, "
+            f"T = {inp['T']}, {inp['n_in']} channels; tau_mem = {net['tau_mem']:g}, tau_syn = "
+            f"{net['tau_syn']:g}, threshold {net['threshold']:g}, sigma_w = {net['sigma_w']:g}, "
+            f"sigma_b = {net['sigma_b']:g}; exact delta true derivative) measures the SG-NTK "
+            f"K(X, X) at depths {depths[0]}–{depths[-1]}: " + "; ".join(parts) +
+            ". JSON in `experiments/lif_depth/results/summary.json`, figure "
+            "`paper_figs/lif_depth/lif_depth.png`.")
+    return _wrap(text)
+
+
 BLOCKS = {
     "selection-validation": selection_validation,
     "surrogate-shapes": surrogate_shapes,
@@ -352,6 +422,8 @@ BLOCKS = {
     "lif-reset-recurrence": lif_reset_recurrence,
     "benchmarks": benchmarks,
     "sharding-scaling": sharding_scaling,
+    "lif-kernel-speed": lif_kernel_speed,
+    "lif-depth": lif_depth,
 }
 
 
