@@ -261,13 +261,15 @@ def _finished(spec, task, kind, out):
     return got
 
 
-def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None) -> dict:
+def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None,
+            reference: dict | None = None) -> dict:
     """Correlations of predictions with measured training (see the module docstring).
 
     Only configurations with both a finished training unit and a finished prediction enter.
     ``kernel``: which kernel's score is "the score" (``sgntk`` or ``sg_gram``); ``None``
     chooses it on half A (higher Spearman with test accuracy there), so that half B is a
-    held-out evaluation of the whole procedure.
+    held-out evaluation of the whole procedure. ``reference``: the analysis of the first task
+    (randman); its kernel choice and fitted weights are used unchanged (nothing refitted).
     """
     from sgntk import select
 
@@ -295,6 +297,8 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None) -> di
         a = [r for r in rows if r["half"] == "A"]
         choice[name] = select.spearman([r["by_kernel"][name]["score"] for r in a],
                                        [r["test_accuracy"] for r in a])
+    if kernel is None and reference is not None:
+        kernel = reference["kernel"]
     if kernel is None:
         kernel = max(choice, key=lambda k: -np.inf if not np.isfinite(choice[k]) else choice[k])
     for r in rows:
@@ -310,7 +314,7 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None) -> di
             [r["by_kernel"][name]["score"] for r in rows], acc)
         per_diag[f"minus_predicted_loss_{name}"] = select.spearman(
             [-r["by_kernel"][name]["predicted_loss"] for r in rows], acc)
-    fitted = fitted_score(rows)
+    fitted = fitted_score(rows, fit=None if reference is None else reference.get("fitted") or None)
     within = {}
     for cond in ("ff_detached", "ff_diff", "rec_detached", "rec_diff"):
         rs = [r for r in rows if ("rec" if r["point"]["recurrent"] else "ff")
@@ -341,27 +345,33 @@ def features(row) -> list:
             bk["sgntk"]["diagnostics"]["asymmetry"]]
 
 
-def fitted_score(rows, *, ridge: float = 1.0) -> dict:
+def fitted_score(rows, *, ridge: float = 1.0, fit: dict | None = None) -> dict:
     """Diagnostics combined by weights fitted on half A (ridge regression of the measured
-    test-accuracy rank on z-scored features), evaluated on half B only (issue 8's protocol)."""
+    test-accuracy rank on z-scored features), evaluated on half B only (issue 8's protocol).
+    ``fit``: weights/means/scales fitted elsewhere (the randman study), applied to all rows of
+    this task without refitting."""
     from sgntk import select
 
     a = [r for r in rows if r["half"] == "A"]
-    b = [r for r in rows if r["half"] == "B"]
-    if len(a) < 4 or len(b) < 3:
+    b = [r for r in rows if r["half"] == "B"] if fit is None else list(rows)
+    if fit is None and (len(a) < 4 or len(b) < 3):
         return {}
-    xa = np.array([features(r) for r in a], float)
-    mu, sd = xa.mean(0), xa.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
-    za = (xa - mu) / sd
-    ya = select._rank([r["test_accuracy"] for r in a])
-    ya = (ya - ya.mean()) / ya.std()
-    w = np.linalg.solve(za.T @ za + ridge * len(a) * np.eye(za.shape[1]), za.T @ ya)
+    if fit is None:
+        xa = np.array([features(r) for r in a], float)
+        mu, sd = xa.mean(0), xa.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        za = (xa - mu) / sd
+        ya = select._rank([r["test_accuracy"] for r in a])
+        ya = (ya - ya.mean()) / ya.std()
+        w = np.linalg.solve(za.T @ za + ridge * len(a) * np.eye(za.shape[1]), za.T @ ya)
+    else:
+        w, mu, sd = (np.asarray(fit[k]) for k in ("weights", "mean", "scale"))
     zb = (np.array([features(r) for r in b], float) - mu) / sd
     sb = zb @ w
     acc_b = np.array([r["test_accuracy"] for r in b])
     best = int(np.argmax(sb))
-    return dict(features=list(FEATURES), weights=w.tolist(), ridge=ridge,
+    return dict(features=list(FEATURES), weights=w.tolist(), mean=mu.tolist(),
+                scale=sd.tolist(), ridge=ridge, refitted=fit is None,
                 half_B=dict(vs_accuracy=select.bootstrap_spearman(sb, acc_b),
                             best=b[best]["name"],
                             best_measured_rank=int(1 + np.sum(acc_b > acc_b[best]))),
@@ -436,7 +446,11 @@ def main(argv=None) -> int:
                 print(f"{task} {phase}: {len(r.computed)} computed, {len(r.skipped)} reused, "
                       f"{r.seconds:.0f} s", flush=True)
             else:
-                res = analyse(spec, task, out, kernel=args.kernel)
+                ref = None
+                if task != "randman":  # second task: the randman choices, nothing refitted
+                    with open(os.path.join(out, "randman", "validation.json")) as f:
+                        ref = json.load(f)
+                res = analyse(spec, task, out, kernel=args.kernel, reference=ref)
                 res["spec"] = {k: v for k, v in spec.items() if k != "configs"}
                 write_json(os.path.join(out, task, "validation.json"), res)
                 from sgntk import select
