@@ -112,6 +112,7 @@ def test_run_grid_resumes_and_cli(tmp_path, monkeypatch):
     assert len(out["rows"]) == 4 and out["recommendation"].startswith("Recommendation:")
 
 
+@pytest.mark.slow
 def test_validation_trainer_equals_lif_train():
     """experiments/selection/validation.py trains seeds in one vmap; per seed it must be the
     computation of sgntk.lif_train.train (same init, batches, loss, Adam)."""
