@@ -15,7 +15,6 @@ import json
 import os
 import sys
 
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONDS = {"ff_detached": "feed-forward, detached reset", "ff_diff": "feed-forward, diff. reset",

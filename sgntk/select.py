@@ -53,7 +53,7 @@ import itertools
 import json
 import math
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
