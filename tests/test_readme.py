@@ -39,7 +39,8 @@ def test_check_mode_detects_a_changed_result(tmp_path):
     """End to end: copy the inputs, change one committed number, --check must fail and the
     rewrite must put the new number into the README."""
     for rel in ["README.md", "paper_figs/eilers2024/large/agreement.json",
-                "experiments/results/lif_kernels.json", "benchmarks/results"]:
+                "paper_figs/eilers2024/fig3_paper", "experiments/results/lif_kernels.json",
+                "benchmarks/results"]:
         src, dst = os.path.join(ROOT, rel), tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
