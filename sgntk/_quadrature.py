@@ -76,10 +76,20 @@ def poly_gauss_integral(coeffs, a, b, m, sigma):
     i2 = i0 + zpa - zpb
     closed = (c[0] * i0 + c[1] * (m * i0 + sigma * i1)
               + c[2] * (m**2 * i0 + 2.0 * m * sigma * i1 + sigma**2 * i2))
-    u = 0.5 * (a + b) + 0.5 * (b - a) * _GL24_X
-    mm, ss = jnp.asarray(m)[..., None], sig[..., None]
-    dens = jnp.exp(-0.5 * ((u - mm) / ss) ** 2) / (_SQRT_2PI * ss)
-    short = 0.5 * (b - a) * jnp.sum((c[0] + c[1] * u + c[2] * u**2) * dens * _GL24_W, axis=-1)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        # fixed limits (the surrogate moments): scalar nodes, no (..., 24) temporaries
+        inv = 1.0 / sig
+        short = jnp.zeros_like(closed)
+        for xk, wk in zip(_GL24_X, _GL24_W):
+            u = 0.5 * (a + b) + 0.5 * (b - a) * float(xk)
+            pu = c[0] + c[1] * u + c[2] * u * u
+            short = short + (0.5 * (b - a) * float(wk) * pu) * jnp.exp(-0.5 * ((u - m) * inv) ** 2)
+        short = short * inv / _SQRT_2PI
+    else:
+        u = 0.5 * (a + b) + 0.5 * (b - a) * _GL24_X
+        mm, ss = jnp.asarray(m)[..., None], sig[..., None]
+        dens = jnp.exp(-0.5 * ((u - mm) / ss) ** 2) / (_SQRT_2PI * ss)
+        short = 0.5 * (b - a) * jnp.sum((c[0] + c[1] * u + c[2] * u**2) * dens * _GL24_W, axis=-1)
     return jnp.where(sigma > (b - a), short, closed)
 
 
@@ -377,8 +387,8 @@ GSM_SHAPES = ("exponential", "fast_sigmoid", "q_pseudo_spike", "cauchy", "sigmoi
 # Window (x_lo, x_hi) and trapezoid step in x = log s per shape: the smallest step count that
 # keeps the error below ~4e-9 against scipy (tests/test_surrogate_gram.py) -> 125 (fast_sigmoid),
 # 218 (q_pseudo_spike: its mixing narrows as q grows; step 0.4 holds 1e-8 up to q = 20),
-# 148 (exponential), 92 (cauchy), 32 (sigmoid) nodes (60 / 68 / 118 for the first three with
-# the left tail merged, see _GSM_MERGE).
+# 148 (exponential), 92 (cauchy), 32 (sigmoid) nodes (60 / 52 / 89 / 59 for exponential,
+# fast_sigmoid, q_pseudo_spike, cauchy with the tails merged, see _GSM_MERGE).
 # The left end matters although little mass lies there: the mass the window misses is put at
 # s = inf (w_inf = 1 - sum w), where it weighs G(b), which can be 100x the pair expectation
 # when a, b >> 1; e^-62 leaves < 1e-13 of it (e^-46 gave 3e-8 relative errors at a, b ~ 1e3).
@@ -391,7 +401,11 @@ _GSM_CHUNK = 4
 # a in [1e-6, 1e6], 1 - rho down to 1e-12: largest relative difference 5e-12 (exponential),
 # 2e-11 (fast_sigmoid), 4e-11 (q_pseudo_spike, q = 1.5 ... 20), at a ~ 1e-6; the error falls
 # like a^-3/2 (tests/test_surrogate_gram.py::test_gsm_merged_left_tail).
-_GSM_MERGE = (-22.0, 1e-6)
+# (x_hi, a_max): with every larger variance <= a_max, the nodes above s = e^x_hi are merged too
+# (mass and 1/s-moment kept). Measured on 20 000 random pairs with a in [1e-6, 1e3]: x_hi = 12
+# gave 6e-10 (q_pseudo_spike q = 1.5), 8e-11 (fast_sigmoid), 2e-11 (cauchy), x_hi = 14 gave
+# 2e-12; the error falls like (a e^-x_hi)^2: x_hi = 13 keeps it near 5e-11.
+_GSM_MERGE = (-22.0, 1e-6, 13.0, 1e3)
 # t-grid (log-spaced) for the Gamma mixing integral of q_pseudo_spike / fast_sigmoid.
 _T_LOG = np.linspace(-34.0, 7.0, 700)
 _T_W = np.full(_T_LOG.shape, _T_LOG[1] - _T_LOG[0])
@@ -410,14 +424,16 @@ def _kolmogorov_pdf(v):
     return np.where(v < 1.0, small, large)
 
 
-def gsm_nodes(shape, tail=2.0, *, merge_below=None):
+def gsm_nodes(shape, tail=2.0, *, merge_below=None, merge_above=None):
     """Nodes ``s_j`` and weights ``w_j`` (and the mass ``w_inf`` at ``s = inf``) with
     ``g(u) = sum_j w_j exp(-u^2/(2 s_j)) + w_inf`` for a profile in :data:`GSM_SHAPES`.
 
     ``tail`` (q of ``q_pseudo_spike``) may be traced: its weights are computed in JAX.
     ``merge_below`` (a log-scale ``x``): the nodes with ``log s_j < x`` are merged into one
     that keeps their mass and ``sqrt(s)``-moment, exact to ``O((e^x / a)^2)`` relative in a
-    pair expectation with variance ``a`` (see :data:`_GSM_MERGE`).
+    pair expectation with variance ``a`` (see :data:`_GSM_MERGE`). ``merge_above``: the nodes
+    with ``log s_j > x`` are merged into one that keeps their mass and ``1/s``-moment (the
+    first term of ``sqrt(s/(s+a)) G(c(s))`` in ``a/s``), exact to ``O((a e^-x)^2)``.
     """
     if shape not in _GSM_WINDOW:
         raise ValueError(f"{shape!r} is not a Gaussian scale mixture; GSM_SHAPES = {GSM_SHAPES}")
@@ -450,6 +466,13 @@ def gsm_nodes(shape, tail=2.0, *, merge_below=None):
         s_left = (jnp.sum(w[left] * jnp.sqrt(s[left])) / w_left) ** 2
         s = jnp.concatenate([s_left[None], s[~left]])
         w = jnp.concatenate([w_left[None], w[~left]])
+        x = np.concatenate([[merge_below], x[~left]])
+    if merge_above is not None and x[-1] > merge_above:
+        right = x > merge_above
+        w_right = jnp.sum(w[right])
+        s_right = w_right / jnp.sum(w[right] / s[right])
+        s = jnp.concatenate([s[~right], s_right[None]])
+        w = jnp.concatenate([w[~right], w_right[None]])
     return s, w, w_inf
 
 
@@ -481,24 +504,25 @@ def gsm_pair_expectation(coef, shape, tail, a, b, r):
     ``shape`` (nodes from :func:`gsm_nodes`) with centred table ``coef``.
 
     Elementwise over broadcast ``a, b, r`` (normalised units, ``a, b >= 0``). The expectation
-    is symmetric in ``(a, b)``; the larger variance is integrated against the nodes, and when
-    it is at least ``_GSM_MERGE[1]`` for every element (a ``lax.cond`` on the batch) the
-    left-tail nodes below ``e^_GSM_MERGE[0]`` are merged into one. Cost per element: one table
-    lookup per node, 60 (exponential), 68 (fast_sigmoid), 118 (q_pseudo_spike), 92 (cauchy),
-    32 (sigmoid); 148 / 125 / 218 when some element has both variances below the threshold.
+    is symmetric in ``(a, b)``; the larger variance ``a`` is integrated against the nodes. Tail
+    nodes are merged (:data:`_GSM_MERGE`, a ``lax.switch`` on the batch): both tails when
+    every ``a`` lies in ``[1e-6, 1e3]`` (normalised units), the left one when only the lower
+    bound holds. Cost per element: one table lookup per node: 60 (exponential), 52
+    (fast_sigmoid), 89 (q_pseudo_spike), 59 (cauchy), 32 (sigmoid) with both merges; 68 / 118
+    / 92 for fast_sigmoid / q_pseudo_spike / cauchy when some ``a > 1e3``; 148 / 125 / 218 for
+    the first three when some ``a < 1e-6``.
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
     swap = b > a
     a, b = jnp.where(swap, b, a), jnp.where(swap, a, b)
     det = snapped_det(a, b, r)
-    x_merge, a_min = _GSM_MERGE
-    full = gsm_nodes(shape, tail)
-    if _GSM_WINDOW[shape][0] >= x_merge:
-        return _gsm_node_sum(coef, *full, a, b, det)
-    merged = gsm_nodes(shape, tail, merge_below=x_merge)
-    return jax.lax.cond(jnp.min(a) >= a_min,
-                        lambda: _gsm_node_sum(coef, *merged, a, b, det),
-                        lambda: _gsm_node_sum(coef, *full, a, b, det))
+    x_lo, a_min, x_hi, a_max = _GSM_MERGE
+    node_sets = [gsm_nodes(shape, tail), gsm_nodes(shape, tail, merge_below=x_lo),
+                 gsm_nodes(shape, tail, merge_below=x_lo, merge_above=x_hi)]
+    lo_ok, hi_ok = jnp.min(a) >= a_min, jnp.max(a) <= a_max
+    index = jnp.where(lo_ok, jnp.where(hi_ok, 2, 1), 0)
+    return jax.lax.switch(index, [lambda nodes=nodes: _gsm_node_sum(coef, *nodes, a, b, det)
+                                  for nodes in node_sets])
 
 
 def correlation_table(pair_fn, a, b, *, step=0.01, y_max=40.0):

@@ -193,8 +193,8 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
       ``gamma^2`` (closed forms, O(1) per pair).
     * Gaussian scale mixtures (exponential, fast_sigmoid, q_pseudo_spike, cauchy, sigmoid):
       ``int mu(ds) sqrt(s/(s+a)) G((b s + a b - r^2)/(s + a))`` with ``G`` the centred moment
-      (table lookup), 32 (sigmoid) to 118 (q_pseudo_spike) lookups per pair (up to 218 when
-      both normalised variances of some pair are below 1e-6).
+      (table lookup), 32 (sigmoid) to 89 (q_pseudo_spike) lookups per pair for normalised
+      variances in [1e-6, 1e3] (up to 218 outside; :func:`sgntk._quadrature.gsm_pair_expectation`).
     * triangular, rectangular: ``E_u[g(u) H(kappa u, c)]`` with the conditional moment ``H``
       in closed form, 15-18 pieces x 8 Gauss-Legendre nodes per pair.
     * When ``a`` and ``b`` are scalars (0-d; every layer after a ``sign``/``step`` activation,

@@ -183,31 +183,32 @@ def test_gsm_pair_of_a_gaussian_bump_is_its_closed_form():
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9)
 
 
-@pytest.mark.parametrize("shape,q", [("exponential", 2.0), ("fast_sigmoid", 2.0),
+@pytest.mark.parametrize("shape,q", [("exponential", 2.0), ("fast_sigmoid", 2.0), ("cauchy", 2.0),
                                      ("q_pseudo_spike", 1.5), ("q_pseudo_spike", 20.0)])
-def test_gsm_merged_left_tail(shape, q):
-    """The merged left-tail node (used when every larger variance is >= 1e-6) against the full
-    window: 1e-10 relative over 2000 random (a, b, rho), a in [1e-6, 1e6] (measured worst
-    4e-11 over 20 000, at a ~ 1e-6); and below the threshold the full window is used."""
+def test_gsm_merged_tails(shape, q):
+    """The merged tail nodes against the full window, on 2000 random (a, b, rho) per regime:
+    a in [1e-6, 1e3] (both tails merged), a up to 1e6 (left tail merged), a below 1e-6 (full
+    window, identical). 1e-10 relative (measured worst 4e-11 over 20 000 pairs at the
+    regime edges; the merge errors fall like a^-3/2 and (a e^-13)^2)."""
     with jax.enable_x64(True):
         rng = np.random.default_rng(1)
         n = 2000
-        a = 10 ** rng.uniform(-6, 6, n)
-        b = np.minimum(10 ** rng.uniform(-8, 6, n), a)
-        rho = np.concatenate([rng.uniform(-1, 1, n // 2), 1 - 10 ** rng.uniform(-12, 0, n // 2)])
-        r = rho * np.sqrt(a * b)
         kw = {"tail": q} if shape == "q_pseudo_spike" else {}
         coef = Q.centered_table(S.Surrogate(shape, sharpness=1.0, **kw).profile)
-        det = np.asarray(Q.snapped_det(jnp.asarray(a), jnp.asarray(b), jnp.asarray(r)))
-        full = np.asarray(Q._gsm_node_sum(coef, *Q.gsm_nodes(shape, q), a, b, det))
-        got = np.asarray(Q.gsm_pair_expectation(coef, shape, q, a, b, r))
-        assert np.max(np.abs(got / full - 1)) < 1e-10
-        # swapped arguments: the expectation is symmetric in (a, b)
-        got_swapped = np.asarray(Q.gsm_pair_expectation(coef, shape, q, b, a, r))
-        np.testing.assert_array_equal(got_swapped, got)
+        full_nodes = Q.gsm_nodes(shape, q)
+        for hi in (3.0, 6.0):
+            a = 10 ** rng.uniform(-6, hi, n)
+            b = np.minimum(10 ** rng.uniform(-8, hi, n), a)
+            rho = np.concatenate([rng.uniform(-1, 1, n // 2), 1 - 10 ** rng.uniform(-12, 0, n // 2)])
+            r = rho * np.sqrt(a * b)
+            det = np.asarray(Q.snapped_det(jnp.asarray(a), jnp.asarray(b), jnp.asarray(r)))
+            full = np.asarray(Q._gsm_node_sum(coef, *full_nodes, a, b, det))
+            got = np.asarray(Q.gsm_pair_expectation(coef, shape, q, a, b, r))
+            assert np.max(np.abs(got / full - 1)) < 1e-10, hi
+            # the expectation is symmetric in (a, b)
+            np.testing.assert_array_equal(np.asarray(Q.gsm_pair_expectation(coef, shape, q, b, a, r)), got)
         small = np.asarray(Q.gsm_pair_expectation(coef, shape, q, a * 1e-7, b * 1e-7, r * 1e-7))
-        full_small = np.asarray(Q._gsm_node_sum(coef, *Q.gsm_nodes(shape, q), a * 1e-7, b * 1e-7,
-                                                det * 1e-14))
+        full_small = np.asarray(Q._gsm_node_sum(coef, *full_nodes, a * 1e-7, b * 1e-7, det * 1e-14))
         np.testing.assert_allclose(small, full_small, rtol=1e-13)
 
 
