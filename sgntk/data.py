@@ -177,8 +177,11 @@ def unit_circle(n_train: int = 15, n_test: int = 100):
     """Unit-circle regression data (reference notes section 4).
 
     Test angles ``a_i = 2 pi i / n_test - pi``, ``i = 0..n_test-1``; training angles are
-    **evenly spaced**, ``a_j = 2 pi j / n_train - pi`` -- the paper's exact training angles are
-    not stated in the material available to us, so this is our choice. Inputs are
+    **evenly spaced**, ``a_j = 2 pi j / n_train - pi``. The paper trains on fixed angles its
+    code drew once (Figs. 1-2) and on 15 test-grid points (Fig. 3); those sets are
+    ``PAPER_FIG12_ANGLES`` / ``PAPER_FIG3_INDICES`` in ``experiments/eilers2024/study.py``
+    (used by ``sgntk reproduce eilers2024 --paper``); this function keeps the evenly spaced
+    option (``--even-angles``). Inputs are
     ``x = (sin a, cos a)`` (the paper's convention, reference notes section 1), targets :func:`circle_target` (no noise).
 
     Returns:
