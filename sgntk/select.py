@@ -391,11 +391,12 @@ def _point_unit(config: dict) -> dict:
 
 def run_grid(net, grid, x, y, out, *, optimizer: str = "adam", train_steps: int = 100,
              folds: int = 4, backward: bool = True, kernel: Optional[str] = None,
-             progress: bool = True, force: bool = False) -> list:
+             progress: bool = True, force: bool = False, executor=None) -> list:
     """Evaluate every grid point (one :class:`sgntk.runner.Unit` each; resumable) -> rows.
 
     ``out``: results folder; the sample is saved there as ``sample.npz`` (its hash is part of
-    every unit's config, so another sample never reuses a result).
+    every unit's config, so another sample never reuses a result). ``executor``: ``None`` (in
+    process) or e.g. a :class:`sgntk.runner.RayExecutor` (``sgntk select --ray``).
     """
     from ._util import write_npz
     from .runner import Unit, config_hash, map_units
@@ -414,7 +415,7 @@ def run_grid(net, grid, x, y, out, *, optimizer: str = "adam", train_steps: int 
                   dict(network=netd, point=p, options=opts, sample=sample_hash,
                        data_path=data_path, version=1), fmt="json")
              for i, p in enumerate(points)]
-    res = map_units(units, out, progress=progress, force=force, desc="select")
+    res = map_units(units, out, progress=progress, force=force, desc="select", executor=executor)
     rows = [res.values[u.name] for u in units]
     return rows
 
@@ -611,6 +612,8 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    from . import runner
+    runner.add_executor_arguments(ap)
     args = ap.parse_args(argv)
     x, y, kind = _load_sample(args)
     netkw = json.loads(args.network) if args.network else {}
@@ -622,10 +625,11 @@ def main(argv=None) -> int:
         grid = dict(DEFAULT_GRID) if kind == "lif" else dict(
             shape=DEFAULT_GRID["shape"], sharpness=[0.5, 1.0, 5.0], dampening=[0.3, 1.0, 3.0],
             sigma_w=[0.5, 1.0, 2.0])
-    rows = run_grid(net, grid, x, y, args.out, optimizer=args.optimizer,
-                    train_steps=args.train_steps, backward=not args.no_backward,
-                    kernel=args.kernel,
-                    progress=not args.no_progress, force=args.force)
+    with runner.executor(args) as ex:   # None (in process) unless --ray / --ray-address
+        rows = run_grid(net, grid, x, y, args.out, optimizer=args.optimizer,
+                        train_steps=args.train_steps, backward=not args.no_backward,
+                        kernel=args.kernel, progress=not args.no_progress, force=args.force,
+                        executor=ex)
     table = format_table(rows, top=args.top)
     rec = recommend(rows)
     print(table)

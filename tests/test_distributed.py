@@ -277,3 +277,24 @@ def test_eilers_smoke_study_on_ray_equals_in_process(tmp_path):
         for key in a:
             if key != "seconds":
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{f}: {key}")
+
+
+def test_select_cli_on_ray_equals_in_process(tmp_path):
+    """``sgntk select ... --ray --workers 2``: every grid point a Ray task; the same rows
+    (scores and diagnostics) as the in-process run."""
+    grid = dict(shape=["fast_sigmoid", "gaussian"], sharpness=[1.0, 4.0], dampening=[1.0],
+                sigma_w=[1.0])
+    gpath = tmp_path / "grid.json"
+    gpath.write_text(json.dumps(grid))
+    args = [sys.executable, "-m", "sgntk.cli", "select", "--data", "circle", "--n-samples", "12",
+            "--grid", str(gpath), "--network", '{"depth": 1}', "--train-steps", "10",
+            "--no-progress"]
+    seq = subprocess.run(args + ["--out", str(tmp_path / "seq")], capture_output=True, text=True,
+                         timeout=900)
+    assert seq.returncode == 0, seq.stderr[-3000:]
+    par = subprocess.run(args + ["--out", str(tmp_path / "ray"), "--ray", "--workers", "2"],
+                         capture_output=True, text=True, timeout=900)
+    assert par.returncode == 0, par.stderr[-3000:]
+    a = json.loads((tmp_path / "seq" / "select.json").read_text())["rows"]
+    b = json.loads((tmp_path / "ray" / "select.json").read_text())["rows"]
+    assert len(a) == 4 and a == b
