@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import erfcx, log_ndtr, ndtr
+from jax.scipy.special import erfcx as _jax_erfcx, log_ndtr, ndtr
 
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 _SQRT_PI = float(np.sqrt(np.pi))
@@ -37,6 +37,25 @@ def _phi(z):
 
 
 _SQRT_HALF = float(np.sqrt(0.5))
+_ERFCX_ASYMPTOTIC = 25.0
+
+
+def erfcx(x):
+    """``exp(x^2) erfc(x)``: ``jax.scipy.special.erfcx``, except for ``x > 25``, where the
+    asymptotic series ``1/(x sqrt pi) sum_k (-1)^k (2k-1)!! / (2 x^2)^k`` (9 terms, error
+    < 1e-17 relative there) is used. JAX 0.10.2's float64 ``erfcx`` returns 0 for
+    ``x in [26.5433, 26.6417]`` (checked against ``scipy.special.erfcx``;
+    ``tests/test_quadrature_primitives.py``), which made the exponential surrogate's moments
+    0 for normalised standard deviations near 18.8."""
+    x = jnp.asarray(x)
+    big = x > _ERFCX_ASYMPTOTIC
+    xb = jnp.where(big, x, _ERFCX_ASYMPTOTIC + 1.0)
+    inv2 = 1.0 / (2.0 * xb * xb)
+    term, total = jnp.ones_like(xb), jnp.ones_like(xb)
+    for k in range(1, 9):
+        term = -term * (2 * k - 1) * inv2
+        total = total + term
+    return jnp.where(big, total / (xb * _SQRT_PI), _jax_erfcx(jnp.where(big, 0.0, x)))
 
 
 def norm_cdf(z):
@@ -110,6 +129,13 @@ def exp_abs_gauss(k, m, sigma):
         return jnp.where(x > 0, via_erfcx, via_logphi)
 
     return term(1.0) + term(-1.0)
+
+
+def exp_abs_gauss_centred(k, sigma):
+    """``E_{u~N(0, sigma^2)}[exp(-k |u|)] = 2 e^{k^2 s^2/2} Phi(-k s) = erfcx(k s / sqrt 2)``
+    (:func:`exp_abs_gauss` at ``m = 0``, where only its ``erfcx`` branch is taken: one
+    ``erfcx``, ~30x cheaper than evaluating both branches)."""
+    return erfcx(k * sigma * _SQRT_HALF)
 
 
 def cauchy_gauss_centered(power, m, sigma):

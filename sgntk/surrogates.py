@@ -311,6 +311,8 @@ def _powered_profile(shape, tail, power):
 
 def _centred_moment(shape, power, v, tail):
     """E_{u~N(0, v)}[g(u)^power] in normalised units: closed form or table lookup (~1e-10)."""
+    if shape == "exponential":   # E[exp(-k|u|)] = erfcx(k sigma / sqrt 2) for a centred Gaussian
+        return _quadrature.exp_abs_gauss_centred(2.0 * power, _quadrature.safe_sqrt(v))
     out = _closed_form(shape, power, jnp.zeros_like(v), v, tail)
     if out is None:
         out = _quadrature.centered_expectation(_powered_profile(shape, tail, power), v)

@@ -57,3 +57,20 @@ def test_map_in_batches_equals_direct_call_and_keeps_cond_a_branch():
         seen = []
         Q.map_in_batches(lambda a: (seen.append(a.shape), a)[1], (x,), 8)
         assert seen == [(8,)]
+
+
+def test_erfcx_matches_scipy_including_jax_zero_window():
+    """JAX 0.10.2's float64 erfcx is 0 on x in [26.5433, 26.6417]; ours is not."""
+    with jax.enable_x64(True):
+        x = np.concatenate([np.linspace(-20, 100, 200001), np.linspace(26.5, 26.7, 2001),
+                            np.exp(np.linspace(0, 600, 2001))])
+        got = np.asarray(Q.erfcx(jnp.asarray(x)))
+        assert np.max(np.abs(got / special.erfcx(x) - 1)) < 1e-14
+        # the exponential surrogate's centred moment there, against scipy quadrature
+        from scipy import integrate
+        from sgntk import surrogates as S
+        sigma = 26.6 * np.sqrt(2.0) / 2.0                    # k sigma / sqrt 2 = 26.6, k = 2
+        want = integrate.quad(lambda u: np.exp(-2 * abs(u) - u**2 / (2 * sigma**2)), -np.inf, np.inf,
+                              epsabs=0, epsrel=1e-13)[0] / np.sqrt(2 * np.pi * sigma**2)
+        got = float(S.gaussian_moment(S.get("exponential"), 0.0, sigma**2))
+        assert abs(got / want - 1) < 1e-10
