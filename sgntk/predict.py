@@ -117,7 +117,8 @@ class KernelDiagnostics(NamedTuple):
       min_real_part: smallest real part of the eigenvalues.  Gradient flow on the training
         set converges (``t = inf`` defined) iff it is ``> 0``.
       critical_eigenvalue: the (complex) eigenvalue attaining ``min_real_part``.
-      condition_number: 2-norm condition number ``s_max / s_min`` (``inf`` if singular).
+      condition_number: 2-norm condition number ``s_max / s_min`` (``inf`` if numerically
+        singular: ``s_min <= n eps s_max``).
       asymmetry: ``||I - I^T||_F / ||I||_F`` (0 for a symmetric kernel, at most 2).
       norm: spectral norm ``s_max``.
     """
@@ -193,7 +194,11 @@ def _diagnostics(k):
     crit = jnp.take_along_axis(eig, i[..., None], axis=-1)[..., 0]
     s = jnp.linalg.svd(k, compute_uv=False)
     s_max, s_min = s[..., 0], s[..., -1]
-    cond = jnp.where(s_min > 0, s_max / jnp.where(s_min > 0, s_min, 1.0), jnp.inf)
+    # Numerically singular (numpy.linalg.matrix_rank's tolerance: s_min <= n eps s_max) -> inf;
+    # below it the computed s_min is rounding noise (1e-48 or 1e-17 for the same matrix,
+    # depending on the LAPACK path).
+    tol = s_max * k.shape[-1] * jnp.finfo(s.dtype).eps
+    cond = jnp.where(s_min > tol, s_max / jnp.where(s_min > tol, s_min, 1.0), jnp.inf)
     fro = jnp.linalg.norm(k, axis=(-2, -1))
     asym = jnp.linalg.norm(k - jnp.swapaxes(k, -1, -2), axis=(-2, -1)) / jnp.where(
         fro > 0, fro, 1.0

@@ -41,7 +41,7 @@ def _objective(shape, activation, x1, x2, weights):
 
 # Closed form and Gaussian scale mixture in the default run; every shape (the piecewise
 # ones included) with -m slow (each costs a gradient compile, ~10-30 s on 2 cores).
-DEFAULT_SHAPES = ("gaussian", "fast_sigmoid")
+DEFAULT_SHAPES = ("gaussian", "sigmoid")   # one closed form, one mixture route; the rest -m slow
 SHAPE_PARAMS = [s if s in DEFAULT_SHAPES else pytest.param(s, marks=pytest.mark.slow)
                 for s in surrogates.SHAPES]
 
