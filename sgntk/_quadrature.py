@@ -74,6 +74,19 @@ def _interval_prob(za, zb):
     return 0.5 * (jax.lax.erfc(_SQRT_HALF * p) - jax.lax.erfc(_SQRT_HALF * q))
 
 
+def _fixed_node_sum(c, a, b, m, inv_sig, xs, ws):
+    """``sum_k (b - a)/2 w_k P(u_k) exp(-((u_k - m) / sigma)^2 / 2)`` with Gauss-Legendre nodes
+    ``u_k`` on the fixed interval ``[a, b]`` (Python floats) and ``P(u) = c0 + c1 u + c2 u^2``:
+    scalar nodes, so no ``(..., nodes)`` temporaries; times ``1/(sqrt(2 pi) sigma)`` it is
+    ``int_a^b P(u) N(u; m, sigma^2) du``."""
+    out = jnp.zeros_like(m * inv_sig)
+    for xk, wk in zip(xs, ws):
+        u = 0.5 * (a + b) + 0.5 * (b - a) * float(xk)
+        pu = c[0] + c[1] * u + c[2] * u * u
+        out = out + (0.5 * (b - a) * float(wk) * pu) * jnp.exp(-0.5 * ((u - m) * inv_sig) ** 2)
+    return out
+
+
 def poly_gauss_integral(coeffs, a, b, m, sigma):
     """``int_a^b P(u) N(u; m, sigma^2) du`` for a polynomial ``P(u) = sum_k c_k u^k``, k <= 2.
 
@@ -98,12 +111,7 @@ def poly_gauss_integral(coeffs, a, b, m, sigma):
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         # fixed limits (the surrogate moments): scalar nodes, no (..., 24) temporaries
         inv = 1.0 / sig
-        short = jnp.zeros_like(closed)
-        for xk, wk in zip(_GL24_X, _GL24_W):
-            u = 0.5 * (a + b) + 0.5 * (b - a) * float(xk)
-            pu = c[0] + c[1] * u + c[2] * u * u
-            short = short + (0.5 * (b - a) * float(wk) * pu) * jnp.exp(-0.5 * ((u - m) * inv) ** 2)
-        short = short * inv / _SQRT_2PI
+        short = _fixed_node_sum(c, a, b, m, inv, _GL24_X, _GL24_W) * inv / _SQRT_2PI
     else:
         u = 0.5 * (a + b) + 0.5 * (b - a) * _GL24_X
         mm, ss = jnp.asarray(m)[..., None], sig[..., None]
@@ -332,8 +340,8 @@ _ATANH_TERMS = tuple(1.0 / k for k in range(23, 0, -2))
 
 def fast_log(v):
     """``log(v)`` for normal floats ``v >= 2.3e-308`` (not subnormals: XLA's ``frexp`` is
-    off by one octave there; the callers clamp ``v`` far above) (float64, |error| < 2e-16 |log v| + 1.2e-16), about 2x faster
-    than ``jnp.log`` on XLA's CPU backend, where float64 ``log`` is not vectorised (measured
+    off by one octave there; the callers clamp ``v`` far above). Float64, |error| <
+    2e-16 |log v| + 1.2e-16, about 2x faster than ``jnp.log`` on XLA's CPU backend, where float64 ``log`` is not vectorised (measured
     24 vs 12 ns per element): ``v = m 2^e`` by ``frexp`` (bit operations), ``m`` moved into
     ``[1/sqrt 2, sqrt 2)``, ``log m = 2 atanh(z)``, ``z = (m - 1)/(m + 1)``, ``|z| < 0.172``,
     by its series to ``z^23``."""
@@ -482,8 +490,15 @@ def gsm_nodes(shape, tail=2.0, *, merge_below=None, merge_above=None):
         mt = lam * jnp.sqrt(jnp.asarray(s)) * integral / (
             jnp.exp(jax.scipy.special.gammaln(q)) * np.sqrt(2 * np.pi))
     w = step * jnp.asarray(mt)
-    w_inf = 1.0 - jnp.sum(w)
-    s = jnp.asarray(s)
+    return merge_tails(shape, jnp.asarray(s), w, 1.0 - jnp.sum(w), merge_below=merge_below,
+                       merge_above=merge_above)
+
+
+def merge_tails(shape, s, w, w_inf, *, merge_below=None, merge_above=None):
+    """The nodes ``(s, w, w_inf)`` of :func:`gsm_nodes` (full window of ``shape``) with their
+    tails merged (see there); ``w_inf`` is unchanged."""
+    lo, hi, step = _GSM_WINDOW[shape]
+    x = np.arange(lo, hi + 1e-9, step)
     if merge_below is not None and x[0] < merge_below:
         # One node for the left tail: its mass W and its sqrt(s)-moment M are kept, at
         # s* = (M / W)^2, which is the first term of sqrt(s / (s + a)) ~ sqrt(s / a).
@@ -543,8 +558,9 @@ def gsm_pair_expectation(coef, shape, tail, a, b, r):
     a, b = jnp.where(swap, b, a), jnp.where(swap, a, b)
     det = snapped_det(a, b, r)
     x_lo, a_min, x_hi, a_max = _GSM_MERGE
-    node_sets = [gsm_nodes(shape, tail), gsm_nodes(shape, tail, merge_below=x_lo),
-                 gsm_nodes(shape, tail, merge_below=x_lo, merge_above=x_hi)]
+    full = gsm_nodes(shape, tail)       # the mixing measure once; the merged sets from it
+    node_sets = [full, merge_tails(shape, *full, merge_below=x_lo),
+                 merge_tails(shape, *full, merge_below=x_lo, merge_above=x_hi)]
     lo_ok, hi_ok = jnp.min(a) >= a_min, jnp.max(a) <= a_max
     index = jnp.where(lo_ok, jnp.where(hi_ok, 2, 1), 0)
     return jax.lax.switch(index, [lambda nodes=nodes: _gsm_node_sum(coef, *nodes, a, b, det)
@@ -625,11 +641,8 @@ def _triangle_moment(m, sigma, wide_branch=True):
     if not wide_branch:               # the caller knows that sigma <= 4 everywhere
         return closed
     inv_sig = 1.0 / jnp.maximum(sigma, 4.0)
-    wide = jnp.zeros_like(m + sigma)
-    for half in (-0.5, 0.5):                      # nodes on [-1, 0] and [0, 1]
-        for xk, wk in zip(_TRI_GL_X, _TRI_GL_W):  # scalar nodes: no (..., nodes) temporaries
-            v = half + 0.5 * float(xk)
-            wide = wide + (0.5 * float(wk) * (1.0 - abs(v))) * jnp.exp(-0.5 * ((v - m) * inv_sig) ** 2)
+    wide = (_fixed_node_sum((1.0, 1.0, 0.0), -1.0, 0.0, m, inv_sig, _TRI_GL_X, _TRI_GL_W)
+            + _fixed_node_sum((1.0, -1.0, 0.0), 0.0, 1.0, m, inv_sig, _TRI_GL_X, _TRI_GL_W))
     wide = wide * inv_sig / _SQRT_2PI
     return jnp.where(sigma > 4.0, wide, closed)
 
