@@ -81,6 +81,15 @@ def failing_unit(c, *, side):
     raise RuntimeError("unit failed on purpose")
 
 
+def _run_in_process_and_on_ray(args, tmp_path):
+    """Run the command ``args`` into ``tmp_path/seq`` in process and into ``tmp_path/ray`` with
+    ``--ray --workers 2``; both must succeed."""
+    for out, extra in (("seq", []), ("ray", ["--ray", "--workers", "2"])):
+        res = subprocess.run(args + ["--out", str(tmp_path / out)] + extra, capture_output=True,
+                             text=True, timeout=900)
+        assert res.returncode == 0, (out, res.stderr[-3000:])
+
+
 def _files(folder):
     return sorted(os.path.relpath(p, folder) for p in glob.glob(os.path.join(folder, "**", "*"),
                                                                 recursive=True)
@@ -218,12 +227,7 @@ def test_randman_seeds_on_ray_equal_in_process(tmp_path):
     files, same accuracies and losses)."""
     args = [sys.executable, os.path.join(ROOT, "experiments", "randman.py"), "--smoke",
             "--set", "epochs=2", "--seeds", "0", "1", "--no-progress"]
-    seq = subprocess.run(args + ["--out", str(tmp_path / "seq")], capture_output=True, text=True,
-                         timeout=900)
-    assert seq.returncode == 0, seq.stderr[-3000:]
-    par = subprocess.run(args + ["--out", str(tmp_path / "ray"), "--ray", "--workers", "2"],
-                         capture_output=True, text=True, timeout=900)
-    assert par.returncode == 0, par.stderr[-3000:]
+    _run_in_process_and_on_ray(args, tmp_path)
     assert _files(tmp_path / "seq") == _files(tmp_path / "ray")
     for f in _files(tmp_path / "seq"):
         if f.endswith("summary.json"):
@@ -289,12 +293,7 @@ def test_select_cli_on_ray_equals_in_process(tmp_path):
     args = [sys.executable, "-m", "sgntk.cli", "select", "--data", "circle", "--n-samples", "12",
             "--grid", str(gpath), "--network", '{"depth": 1}', "--train-steps", "10",
             "--no-progress"]
-    seq = subprocess.run(args + ["--out", str(tmp_path / "seq")], capture_output=True, text=True,
-                         timeout=900)
-    assert seq.returncode == 0, seq.stderr[-3000:]
-    par = subprocess.run(args + ["--out", str(tmp_path / "ray"), "--ray", "--workers", "2"],
-                         capture_output=True, text=True, timeout=900)
-    assert par.returncode == 0, par.stderr[-3000:]
+    _run_in_process_and_on_ray(args, tmp_path)
     a = json.loads((tmp_path / "seq" / "select.json").read_text())["rows"]
     b = json.loads((tmp_path / "ray" / "select.json").read_text())["rows"]
     assert len(a) == 4 and a == b
