@@ -425,12 +425,16 @@ def init_snn(key, n_in: int, n_hidden, n_out: int, *, init: str = "fluctuation",
 # --------------------------------------------------------------------------------------
 # Dynamics.
 # --------------------------------------------------------------------------------------
-def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None):
+def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None, spike_fn=None):
     """One LIF step given the feed-forward drive ``d[n] = S_in[n] @ W`` (shape ``(n,)``).
 
     The single definition of the dynamics (module docstring): :func:`lif_cell`,
     :func:`lif_scan`, :func:`lif_layer`, :func:`snn_apply` (hence training) and the LIF
     kernels (:mod:`sgntk.lif_kernels`, Monte Carlo and finite networks) all run it.
+
+    ``spike_fn``: optional callable ``v -> S`` replacing ``heaviside(v, config.surrogate)``
+    on ``v = U[n] - theta`` (the reset then uses its output); ``None`` (default) is the
+    plain spike. Used by ASGL's noisy dual-mode spike (:mod:`sgntk.asgl`).
 
     Returns:
       ``(LIFState(I[n+1], U[n+1]), (S[n], U[n]))``.
@@ -439,7 +443,10 @@ def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None):
     b_mem = decay(config.tau_mem, config.dt)
     theta = jnp.asarray(config.threshold)
     i, u = state
-    s = _sg.heaviside(u - theta, config.surrogate)
+    if spike_fn is None:
+        s = _sg.heaviside(u - theta, config.surrogate)
+    else:
+        s = spike_fn(u - theta)
     r = jax.lax.stop_gradient(s) if config.detach_reset else s
     new_i = b_syn * i + drive
     if w_rec is not None:
@@ -550,7 +557,8 @@ def reduce_readout(trace, mode: str = "max"):
     raise ValueError(f"readout must be one of {READOUTS}; got {mode!r}")
 
 
-def snn_apply(params: SNNParams, spikes_in, *, config: LIFConfig) -> SNNOutput:
+def snn_apply(params: SNNParams, spikes_in, *, config: LIFConfig, spike_fn=None,
+              noise=None) -> SNNOutput:
     """Forward pass of an :class:`SNNParams` network on one example or a whole batch.
 
     ``spikes_in`` is ``(T, n_in)`` (one example) or ``(B, T, n_in)`` (a batch). A batch runs
@@ -565,6 +573,12 @@ def snn_apply(params: SNNParams, spikes_in, *, config: LIFConfig) -> SNNOutput:
     ``tests/test_lif.py``), several times faster than ``jax.vmap`` of that route
     (``benchmarks/bench_lif.py``). ``jax.vmap(snn_apply)`` over single examples still works
     (it batches the same scan).
+
+    Optional hook (default: the plain SNN): ``spike_fn(layer, v, noise_t)`` replaces the
+    spike of hidden layer ``layer`` (see :func:`lif_step`); ``noise`` is a tuple with one array
+    per hidden layer, ``(T, n_l)`` / ``(B, T, n_l)``, whose step-``n`` slice is passed as
+    ``noise_t`` (``None`` if ``noise`` is None). ASGL's random spike masks use it
+    (:mod:`sgntk.asgl`).
 
     Returns:
       :class:`SNNOutput`: ``logits`` ``(n_out,)`` / ``(B, n_out)`` reduced with
@@ -583,13 +597,17 @@ def snn_apply(params: SNNParams, spikes_in, *, config: LIFConfig) -> SNNOutput:
     elif x.ndim != 3 or x.shape[2] != n_in or x.shape[1] < 1:
         raise ValueError(f"spikes_in must have shape (T, n_in) = (T, {n_in}) for one example "
                          f"or (B, T, n_in) for a batch; got shape {tuple(x.shape)}")
-    out = _snn_scan(params, x, config)
+    if noise is not None:
+        noise = tuple(jnp.asarray(z) for z in noise)
+        if single:
+            noise = tuple(z[None] for z in noise)
+    out = _snn_scan(params, x, config, spike_fn, noise)
     if single:
         out = jax.tree_util.tree_map(lambda a: a[0], out)
     return out
 
 
-def _snn_scan(params: SNNParams, x, config: LIFConfig) -> SNNOutput:
+def _snn_scan(params: SNNParams, x, config: LIFConfig, spike_fn=None, noise=None) -> SNNOutput:
     """:func:`snn_apply` on a batch ``x`` ``(B, T, n_in)``: one scan over time."""
     first = params.hidden[0].w_in if params.hidden else params.readout.w
     dtype = jnp.result_type(first.dtype, x.dtype)
@@ -603,12 +621,15 @@ def _snn_scan(params: SNNParams, x, config: LIFConfig) -> SNNOutput:
     n_out = params.readout.w.shape[1]
     ro0 = (zeros(n_out), zeros(n_out))
 
-    def step(carry, x_t):
+    def step(carry, inputs):
+        x_t, z_t = inputs
         states, (i_o, u_o) = carry
         new_states, spikes = [], []
-        for p, st in zip(params.hidden, states):
+        for layer, (p, st) in enumerate(zip(params.hidden, states)):
             d = (spikes[-1] if spikes else x_t) @ p.w_in
-            st, (s, _) = lif_step(st, d, config, w_rec=p.w_rec)
+            fn = None if spike_fn is None else (
+                lambda v, _l=layer: spike_fn(_l, v, None if z_t is None else z_t[_l]))
+            st, (s, _) = lif_step(st, d, config, w_rec=p.w_rec, spike_fn=fn)
             new_states.append(st)
             spikes.append(s)
         # readout (readout_layer's update): U_o[n+1] = b_ro U_o[n] + (1 - b_ro) I_o[n],
@@ -617,7 +638,8 @@ def _snn_scan(params: SNNParams, x, config: LIFConfig) -> SNNOutput:
         new_u = b_ro * u_o + (1.0 - b_ro) * i_o
         return (tuple(new_states), (b_syn * i_o + ro_drive, new_u)), (tuple(spikes), new_u)
 
-    _, (spikes, trace) = jax.lax.scan(step, (states0, ro0), xs, unroll=_BATCH_SCAN_UNROLL)
+    zs = None if noise is None else tuple(jnp.swapaxes(z, 0, 1) for z in noise)  # (T, B, n_l)
+    _, (spikes, trace) = jax.lax.scan(step, (states0, ro0), (xs, zs), unroll=_BATCH_SCAN_UNROLL)
     trace = jnp.swapaxes(trace, 0, 1)  # (B, T, n_out)
     spikes = tuple(jnp.swapaxes(s, 0, 1) for s in spikes)
     return SNNOutput(jax.vmap(lambda tr: reduce_readout(tr, config.readout))(trace), trace,
