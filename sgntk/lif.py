@@ -37,9 +37,56 @@ initialiser vmapped over split keys::
     out = jax.vmap(lambda p: jax.vmap(lambda x: lif_layer(p, x, config=cfg))(batch))(ens)
 
 Numeric hyper-parameters (time constants, threshold, dt, surrogate parameters) are array
-leaves of :class:`LIFConfig`; only ``reset``, ``detach_reset`` and ``readout`` are static, so
-a grid of configurations is one ``jax.vmap`` over a stacked config. Whether a layer is
+leaves of :class:`LIFConfig`; only ``reset``, ``detach_reset``, ``readout`` and ``neuron`` are
+static, so a grid of configurations is one ``jax.vmap`` over a stacked config. Whether a layer is
 recurrent is decided by its parameters (``w_rec`` is ``None`` or an ``(n, n)`` array).
+
+Quadratic integrate-and-fire (QIF) neurons, ``LIFConfig(neuron="qif")`` (Wenig, Memmesheimer
+& Klos 2025, "QIF neurons exhibit less fragmented loss landscapes ..."; the model of Klos &
+Memmesheimer's spikegd), replace the membrane update and keep everything else (synaptic
+current, recurrence, readout, :func:`snn_apply`, training, kernels)::
+
+    tau_mem dV/dt = V (V - 1) + I,     spike when V reaches V_peak, then V -> V_reset
+
+With ``V - 1/2 = tan(theta / 2)`` this is the theta neuron, ``tau_mem dtheta/dt = (1 - cos
+theta) + (I - 1/4)(1 + cos theta)``: the divergence ``V -> +inf`` is the finite phase ``theta =
+pi`` (where ``dtheta/dt = 2 / tau_mem`` for every input) and the reset ``V_reset = -inf`` is
+``theta = -pi``, the same point of the circle. The QIF state is the phase ``theta[n]``
+(``LIFState.membrane``; :func:`qif_voltage` gives ``V``); defaults ``v_peak = +inf``,
+``v_reset = -inf`` are the paper's neuron, finite values cut the divergence off at ``theta_peak
+= 2 atan(V_peak - 1/2)`` and reset to ``theta_reset = 2 atan(V_reset - 1/2)``. One step::
+
+    S[n]      = heaviside((theta[n] - theta_peak) / pi)                   # surrogate on half-turns
+    theta_r   = theta[n] - (theta_peak - theta_reset) R[n]                 # reset="subtract"
+    theta_r   = theta[n] (1 - R[n]) + theta_reset R[n]                     # reset="zero" (to V_reset)
+    theta[n+1]= theta_r + 2 atan2(s S_a (c cos^2(theta_r/2) + sin^2(theta_r/2)),
+                                  C_a + s S_a (c - 1) sin(theta_r/2) cos(theta_r/2))
+
+with ``c = I[n] - 1/4``, ``s = dt / tau_mem``, ``a = c s^2``, ``C_a = cos(sqrt(a))`` and
+``S_a = sin(sqrt(a)) / sqrt(a)`` (``cosh``/``sinh`` for ``a < 0``): the *exact* flow of the
+ODE over one step with the current held at ``I[n]`` (as the LIF update holds it), a rotation
+of ``(cos, sin)(theta/2)`` by the linearised Riccati equation. Exact integration rather than
+Euler because the quadratic term makes explicit schemes stiff (Euler on ``V`` overshoots the
+divergence, on ``theta`` it is unstable near the rest point once ``I - 1/4 < -(tau_mem/dt)^2``); the only limit is
+one turn per step, ``I - 1/4 < (pi tau_mem / dt)^2`` (about 987 at dt/tau = 0.1; above it the
+phase aliases and spikes are lost, beyond the one-spike-per-step limit of any discrete-time
+neuron anyway). Wenig et al. simulate event-based in continuous time (no discretisation).
+With the defaults and ``reset="subtract"`` the reset is a wrap by 2 pi, so the phase modulo
+2 pi is a continuous function of the parameters: only the output spikes ``S[n]`` jump (a
+spike moves to the next step), never the membrane, unlike LIF's spike (dis)appearances.
+``reset="none"`` is not defined for QIF (the phase would stay past the peak). The neuron
+starts at rest, ``V[0] = 0`` (``theta[0] = 2 atan(-1/2)``; :func:`initial_state`).
+``threshold`` is unused by QIF (the unstable fixed point is ``V = 1`` at ``I = 0``; the
+rheobase is ``I = 1/4``).
+
+Exact-derivative limit: in discrete time ``dS[n]/dp = 0`` almost everywhere (no exact
+gradient; the surrogate ``psi'((theta - theta_peak)/pi)/pi`` stands in). In continuous time the
+QIF spike time ``t*`` is differentiable: ``theta(t*; p) = pi`` and ``dtheta/dt = 2 / tau_mem``
+there, so ``dt*/dp = -(tau_mem / 2) dtheta(t*)/dp`` (the phase is smooth before the spike, so
+autodiff of the scan gives ``dtheta[n]/dp`` without any surrogate), which is what spikegd's
+exact gradient uses. Tests: ``tests/test_qif.py`` (closed-form time to spike ``tau_mem / sqrt(c)
+(pi/2 - atan((V0 - 1/2) / sqrt(c)))``, ``solve_ivp`` with a synaptic current, the spike-time
+derivative, training, kernels).
 
 Tests: ``tests/test_lif.py``.
 """
@@ -72,6 +119,10 @@ __all__ = [
     "SNNOutput",
     "RESETS",
     "READOUTS",
+    "NEURONS",
+    "qif_phase",
+    "qif_voltage",
+    "initial_state",
     "decay",
     "psp_moments",
     "impulse_response",
@@ -91,6 +142,7 @@ __all__ = [
 
 RESETS = ("zero", "subtract", "none")
 READOUTS = ("max", "sum", "last")
+NEURONS = ("lif", "qif")
 
 
 # --------------------------------------------------------------------------------------
@@ -114,6 +166,10 @@ class LIFConfig:
         ``"none"`` (no reset: the free membrane, as in the no-reset kernel theory).
       detach_reset: static, ``True`` puts ``stop_gradient`` on the reset spike.
       readout: static, ``"max"``, ``"sum"`` or ``"last"`` over time.
+      v_peak: QIF divergence cut-off ``V_peak`` in (1, inf] (default inf: spike at the
+        divergence, the paper's neuron); ignored for LIF.
+      v_reset: QIF reset value ``V_reset`` in [-inf, V_peak) (default -inf); ignored for LIF.
+      neuron: static, ``"lif"`` (default) or ``"qif"`` (module docstring).
 
     Use :meth:`validate` (called by :func:`lif_layer` / :func:`snn_apply` on concrete values)
     to check ranges; traced values (under ``jit``/``vmap``) are not checked.
@@ -129,6 +185,9 @@ class LIFConfig:
     reset: str = dataclasses.field(default="zero", metadata=dict(static=True))
     detach_reset: bool = dataclasses.field(default=True, metadata=dict(static=True))
     readout: str = dataclasses.field(default="max", metadata=dict(static=True))
+    v_peak: jax.Array | float = float("inf")
+    v_reset: jax.Array | float = float("-inf")
+    neuron: str = dataclasses.field(default="lif", metadata=dict(static=True))
 
     def validate(self) -> "LIFConfig":
         """Raise ValueError for out-of-range concrete values; return ``self``."""
@@ -136,6 +195,20 @@ class LIFConfig:
             raise ValueError(f"reset must be one of {RESETS}; got {self.reset!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}; got {self.readout!r}")
+        if self.neuron not in NEURONS:
+            raise ValueError(f"neuron must be one of {NEURONS}; got {self.neuron!r}")
+        if self.neuron == "qif" and self.reset == "none":
+            raise ValueError("reset='none' is not defined for neuron='qif' (the phase would stay "
+                             "past the divergence); use reset='subtract' (the QIF's wrap) or 'zero'")
+        vp, vr = _concrete(self.v_peak), _concrete(self.v_reset)
+        if vp is not None and (np.any(np.isnan(vp)) or np.any(vp <= 1)):
+            raise ValueError(f"v_peak must be in (1, inf] (above the QIF's unstable fixed point "
+                             f"V = 1); got {self.v_peak!r}")
+        if vr is not None and (np.any(np.isnan(vr)) or np.any(vr == np.inf)):
+            raise ValueError(f"v_reset must be in [-inf, v_peak); got {self.v_reset!r}")
+        if vp is not None and vr is not None and np.any(vr >= vp):
+            raise ValueError(f"v_reset must be < v_peak (accepted range [-inf, v_peak)); got "
+                             f"v_reset={self.v_reset!r}, v_peak={self.v_peak!r}")
         if not isinstance(self.detach_reset, (bool, np.bool_)):
             raise ValueError(f"detach_reset must be a bool; got {self.detach_reset!r}")
         if not isinstance(self.surrogate, _sg.Surrogate):
@@ -425,6 +498,47 @@ def init_snn(key, n_in: int, n_hidden, n_out: int, *, init: str = "fluctuation",
 # --------------------------------------------------------------------------------------
 # Dynamics.
 # --------------------------------------------------------------------------------------
+def qif_phase(v):
+    """QIF phase ``theta = 2 atan(V - 1/2)`` of a membrane value ``V`` (``+-inf -> +-pi``)."""
+    return 2.0 * jnp.arctan(jnp.asarray(v) - 0.5)
+
+
+def qif_voltage(theta):
+    """QIF membrane ``V = 1/2 + tan(theta / 2)`` of a phase (inverse of :func:`qif_phase`)."""
+    return 0.5 + jnp.tan(jnp.asarray(theta) / 2.0)
+
+
+def initial_state(n: int, config: LIFConfig, *, dtype=jnp.float32, batch=None) -> LIFState:
+    """State at step 0: ``I = 0`` and the neuron at rest, ``U = 0`` (LIF) or ``V = 0``, i.e.
+    phase ``theta = 2 atan(-1/2)`` (QIF). Shape ``(n,)`` or ``(batch, n)``."""
+    shape = (n,) if batch is None else (batch, n)
+    zero = jnp.zeros(shape, dtype)
+    if config.neuron == "qif":
+        return LIFState(zero, jnp.full(shape, 2.0 * np.arctan(-0.5), dtype))
+    return LIFState(zero, zero)
+
+
+def _rotation(a):
+    """``(C, S) = (cos(sqrt a), sin(sqrt a)/sqrt a)`` (``cosh``, ``sinh`` for ``a < 0``), smooth
+    through ``a = 0`` (series for ``|a| < 1e-4``) with finite gradients everywhere."""
+    small = jnp.abs(a) < 1e-4
+    pos = a >= 1e-4
+    r = jnp.sqrt(jnp.where(small, 1.0, jnp.abs(a)))
+    c = jnp.where(pos, jnp.cos(r), jnp.cosh(jnp.where(pos, 0.0, r)))
+    sn = jnp.where(pos, jnp.sin(r), jnp.sinh(jnp.where(pos, 0.0, r))) / r
+    return (jnp.where(small, 1.0 - a / 2.0 + a * a / 24.0, c),
+            jnp.where(small, 1.0 - a / 6.0 + a * a / 120.0, sn))
+
+
+def _qif_flow(theta, current, h):
+    """Exact QIF phase flow over ``h = dt / tau_mem`` at constant ``current`` (module docstring)."""
+    c = current - 0.25
+    big_c, big_s = _rotation(c * h * h)
+    cs, sn = jnp.cos(theta / 2.0), jnp.sin(theta / 2.0)
+    return theta + 2.0 * jnp.arctan2(h * big_s * (c * cs * cs + sn * sn),
+                                     big_c + h * big_s * (c - 1.0) * sn * cs)
+
+
 def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None, spike_fn=None):
     """One LIF step given the feed-forward drive ``d[n] = S_in[n] @ W`` (shape ``(n,)``).
 
@@ -439,6 +553,8 @@ def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None, spike_fn=
     Returns:
       ``(LIFState(I[n+1], U[n+1]), (S[n], U[n]))``.
     """
+    if config.neuron == "qif":
+        return _qif_step(state, drive, config, w_rec=w_rec, spike_fn=spike_fn)
     b_syn = decay(config.tau_syn, config.dt)
     b_mem = decay(config.tau_mem, config.dt)
     theta = jnp.asarray(config.threshold)
@@ -461,6 +577,27 @@ def lif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None, spike_fn=
     return LIFState(new_i, new_u), (s, u)
 
 
+def _qif_step(state: LIFState, drive, config: LIFConfig, *, w_rec=None, spike_fn=None):
+    """:func:`lif_step` for ``neuron="qif"``: the membrane is the QIF phase (module docstring);
+    ``spike_fn`` acts on ``(theta[n] - theta_peak) / pi``."""
+    b_syn = decay(config.tau_syn, config.dt)
+    th_peak = qif_phase(config.v_peak)
+    th_reset = qif_phase(config.v_reset)
+    i, th = state
+    v = (th - th_peak) / np.pi
+    s = _sg.heaviside(v, config.surrogate) if spike_fn is None else spike_fn(v)
+    r = jax.lax.stop_gradient(s) if config.detach_reset else s
+    new_i = b_syn * i + drive
+    if w_rec is not None:
+        new_i = new_i + s @ w_rec
+    if config.reset == "zero":
+        th_r = th * (1.0 - r) + th_reset * r
+    else:  # "subtract"; "none" is rejected by validate()
+        th_r = th - (th_peak - th_reset) * r
+    h = jnp.asarray(config.dt) / jnp.asarray(config.tau_mem)
+    return LIFState(new_i, _qif_flow(th_r, i, h)), (s, th)
+
+
 def lif_scan(drive, *, config: LIFConfig, w_rec=None, state0: LIFState | None = None) -> LIFOutput:
     """Run :func:`lif_step` over a drive ``(T, n)`` (``lax.scan``; no validation).
 
@@ -469,7 +606,7 @@ def lif_scan(drive, *, config: LIFConfig, w_rec=None, state0: LIFState | None = 
     """
     n = drive.shape[1]
     if state0 is None:
-        state0 = LIFState(jnp.zeros((n,), drive.dtype), jnp.zeros((n,), drive.dtype))
+        state0 = initial_state(n, config, dtype=drive.dtype)
     final, (s, u) = jax.lax.scan(lambda st, d: lif_step(st, d, config, w_rec=w_rec), state0,
                                  drive, unroll=_SCAN_UNROLL)
     return LIFOutput(s, u, final)
@@ -616,7 +753,7 @@ def _snn_scan(params: SNNParams, x, config: LIFConfig, spike_fn=None, noise=None
     b_syn = decay(config.tau_syn, config.dt)
     b_ro = decay(config.tau_readout, config.dt)
     zeros = lambda n: jnp.zeros((batch, n), dtype)  # noqa: E731
-    states0 = tuple(LIFState(zeros(p.w_in.shape[1]), zeros(p.w_in.shape[1]))
+    states0 = tuple(initial_state(p.w_in.shape[1], config, dtype=dtype, batch=batch)
                     for p in params.hidden)
     n_out = params.readout.w.shape[1]
     ro0 = (zeros(n_out), zeros(n_out))
