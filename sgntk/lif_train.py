@@ -67,6 +67,9 @@ class TrainConfig:
     reset: str = "zero"
     detach_reset: bool = True
     readout: str = "max"
+    neuron: str = "lif"           # "lif" or "qif" (sgntk.lif.LIFConfig.neuron)
+    v_peak: float | None = None   # QIF divergence cut-off; None: +inf (spike at the divergence)
+    v_reset: float | None = None  # QIF reset value; None: -inf
     surrogate: str = "fast_sigmoid"
     beta: float = 10.0
     dampening: float = 1.0
@@ -110,7 +113,11 @@ def make_lif_config(cfg: TrainConfig) -> _lif.LIFConfig:
     sur = _sg.get(name, sharpness=sharp, dampening=cfg.dampening)
     return _lif.LIFConfig(tau_mem=cfg.tau_mem, tau_syn=cfg.tau_syn, tau_readout=cfg.tau_readout,
                           threshold=cfg.threshold, dt=cfg.dt, surrogate=sur, reset=cfg.reset,
-                          detach_reset=cfg.detach_reset, readout=cfg.readout).validate()
+                          detach_reset=cfg.detach_reset, readout=cfg.readout,
+                          neuron=cfg.neuron,
+                          v_peak=float("inf") if cfg.v_peak is None else cfg.v_peak,
+                          v_reset=float("-inf") if cfg.v_reset is None else cfg.v_reset,
+                          ).validate()
 
 
 def _optimizer(cfg: TrainConfig):
