@@ -108,19 +108,42 @@ SCRIPT = textwrap.dedent(r'''
         res["empirical_disk"] = {k: diff(e_dsk[k], getattr(e_ref, k)) for k in kernels.KERNELS}
         lap("empirical")
 
-    if "lif" in sections:   # LIF kernels through the generic mapper (lif_kernel_fn is a tile fn)
+    if "lif" in sections:   # LIF kernels: lif_kernels(mesh=, tiles=) and the generic mapper
         T, n_in = 6, 4
         s1 = (rng.random((9, T, n_in)) < 0.3).astype(float)
         s2 = (rng.random((7, T, n_in)) < 0.3).astype(float)
         cfg = lif.LIFConfig(reset="none", threshold=0.5, surrogate=get("gaussian", sharpness=2.0))
-        l_ref = LK.lif_kernels(s1, s2, config=cfg, readout_weights="sum", sigma_b=0.2,
-                               which=("nngp", "sgntk"))
+        lkw = dict(config=cfg, readout_weights="sum", sigma_b=0.2, which=("nngp", "sgntk"))
+        l_ref = LK.lif_kernels(s1, s2, **lkw)
+        l_sym = LK.lif_kernels(s1, **lkw)
+        l_mesh = LK.lif_kernels(s1, s2, mesh="all", tile_size=3, **lkw)
+        l_msym = LK.lif_kernels(s1, mesh="all", tile_size=4, **lkw)
+        l_disk = LK.lif_kernels(s1, s2, tiles=os.path.join(out_dir, "lif"), tile_size=3, **lkw)
         with jax.enable_x64(True):
             cfg64 = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), cfg)
             lfn = LK.lif_kernel_fn(which=("nngp", "sgntk"))
             l_shd = sharding.map_tiles(lfn, s1, s2, tile=3,
                                        args=(cfg64, LK.readout_weights(T, "sum"), 1.0, 0.2, 1.0))
         res["lif"] = {k: diff(l_shd[k], getattr(l_ref, k)) for k in ("nngp", "sgntk")}
+        res["lif_mesh"] = {k: diff(getattr(l_mesh, k), getattr(l_ref, k))
+                           for k in ("nngp", "sgntk")}
+        res["lif_mesh_sym"] = {k: diff(getattr(l_msym, k), getattr(l_sym, k))
+                               for k in ("nngp", "sgntk")}
+        res["lif_disk"] = {k: diff(getattr(l_disk, k), getattr(l_ref, k))
+                           for k in ("nngp", "sgntk")}
+        rcfg = lif.LIFConfig(reset="subtract", threshold=0.5,
+                             surrogate=get("fast_sigmoid", sharpness=2.0))
+        for name, net in (("one", LK.init_lif_net(jax.random.PRNGKey(1), n_in, 16,
+                                                   recurrent=True)),
+                          ("deep", LK.init_lif_deep(jax.random.PRNGKey(2), n_in, 16, 2))):
+            ekw = dict(config=rcfg, readout_weights="sum", sigma_b=0.2)
+            e_ref = LK.lif_empirical(net, s1, s2, **ekw)
+            e_shd = LK.lif_empirical(net, s1, s2, mesh="all", tile_size=3, **ekw)
+            e_dsk = LK.lif_empirical(net, s1, s2, tiles=os.path.join(out_dir, "lif_emp_" + name),
+                                     tile_size=4, **ekw)
+            for route, e in (("mesh", e_shd), ("disk", e_dsk)):
+                res[f"lif_empirical_{name}_{route}"] = {
+                    k: diff(getattr(e, k), getattr(e_ref, k)) for k in LK.KERNELS}
         lap("lif")
 
     if "mesh2" in sections:   # a 2-device mesh out of the 4
@@ -244,6 +267,21 @@ def test_empirical_sharded_and_on_disk(result):
 
 def test_lif_kernels_through_map_tiles(result):
     _assert_equal(result["lif"])
+
+
+def test_lif_kernels_mesh_and_tiles_equal_one_device(result):
+    """lif_kernels(mesh=..., tiles=...) == the one-call route (x1 x x2 and x1 x x1), on 4 devices
+    rows in tiles of 3 and 4 (9 rows: not a multiple of the device count, padding cut off)."""
+    for name in ("lif_mesh", "lif_mesh_sym", "lif_disk"):
+        _assert_equal(result[name])
+
+
+def test_lif_empirical_mesh_and_tiles_equal_one_device(result):
+    """lif_empirical(mesh=..., tiles=...) of a finite recurrent one-layer network (subtract
+    reset) and of a deep one == the one-call route, every kernel."""
+    for name in ("one", "deep"):
+        for route in ("mesh", "disk"):
+            _assert_equal(result[f"lif_empirical_{name}_{route}"])
 
 
 def test_bad_arguments():

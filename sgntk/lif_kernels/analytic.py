@@ -575,7 +575,9 @@ def _jitted_kernel_fn(get, steps, batch_size, depth=1):
 @float64
 def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, sigma_w=1.0,
                 sigma_b=0.0, sigma_o=1.0, spike_sharpness=UNSET, which: Sequence[str] = UNSET, get=UNSET,
-                chunk: int = 1 << 16, depth: int = 1, kappa=UNSET, m=UNSET) -> LIFKernel:
+                chunk: int = 1 << 16, depth: int = 1, mesh=None, tiles=None,
+                tile_size: int = 256, progress: bool | None = None, kappa=UNSET,
+                m=UNSET) -> LIFKernel:
     """Infinite-width NNGP, SG-NTK and surrogate Gram of the no-reset LIF network (analytic).
 
     Formulas and derivation: module docstring. Only ``config.reset == "none"`` has a
@@ -595,8 +597,16 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
         (slow for surrogates without closed-form Gaussian moments, e.g. fast_sigmoid).
       chunk: time-pair entries per vectorised block (memory).
       depth: number of hidden LIF layers (>= 1; recursion in the module docstring).
+      mesh: None (default: one device, one call) or a ``jax.sharding.Mesh`` / ``"all"``: input
+        pairs computed tile by tile on every device, rows of the result sharded over them
+        (:func:`sgntk.sharding.map_tiles`; entries identical to the one-device route).
+      tiles: None or a folder: stream each kernel tile by tile to ``<tiles>/<name>.npy``
+        (resumable; read-only memory maps come back), on ``mesh``'s devices (default all).
+      tile_size: input rows (and columns) per tile when ``mesh`` or ``tiles`` is given.
+      progress: tqdm bar over tiles (default: more than 16 tile steps).
     Returns:
-      :class:`LIFKernel` of float64 ``(n1, n2)`` arrays. Only time steps with
+      :class:`LIFKernel` of float64 ``(n1, n2)`` arrays (sharded ``jax.Array`` / memory maps
+      with ``mesh`` / ``tiles``). Only time steps with
       ``kappa_t != 0`` are evaluated (``"last"``: one entry per pair).
     Tests: ``test_analytic_vs_mc_vs_networks[_grid]``, ``test_surrogate_pair_expectation_vs_dblquad``,
     ``test_analytic_exact_delta_is_large_m_limit``, ``tests/test_lif_gradients.py``.
@@ -618,5 +628,11 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
         z = jnp.zeros((x1.shape[0], x2.shape[0]))
         return LIFKernel(**{k: z for k in get})
     fn = _jitted_kernel_fn(get, idx, chunk, depth)
+    if mesh is not None or tiles is not None:   # sharded / on disk (sgntk.sharding)
+        from .. import sharding
+        tile_size = check_int("tile_size", tile_size, minimum=1)
+        return LIFKernel(**sharding.map_tiles(
+            fn, x1, x1 if sym else x2, args=(cfg, jnp.asarray(kap), sw, sb, so, sharp),
+            mesh=mesh, tile=tile_size, out=tiles, progress=progress))
     return fn(jnp.asarray(x1), None if sym else jnp.asarray(x2), cfg, jnp.asarray(kap), sw, sb,
               so, sharp)

@@ -16,6 +16,7 @@ analytic == mean-field Monte Carlo).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Optional, Sequence
 
@@ -104,8 +105,9 @@ _empirical_jit = jax.jit(_empirical_impl, static_argnames=("get",))
 @float64
 def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
                   readout_weights=UNSET, sigma_w=1.0, sigma_b=0.0, sigma_rec=1.0, sigma_o=1.0,
-                  spike_sharpness=UNSET, which: Sequence[str] = UNSET, get=UNSET, kappa=UNSET,
-                  m=UNSET) -> LIFKernel:
+                  spike_sharpness=UNSET, which: Sequence[str] = UNSET, get=UNSET, mesh=None,
+                  tiles=None, tile_size: int = 256, progress: Optional[bool] = None,
+                  kappa=UNSET, m=UNSET) -> LIFKernel:
     """Empirical kernels of one finite LIF network (all parameters trained).
 
     Structured route: one backward pass per example gives ``Lambda = dy/d drive`` ``(T, N)``
@@ -128,7 +130,9 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
         not). readout_weights (old name ``kappa``): as in :func:`lif_kernels`. sigma_*: NTK
         scales (``sigma_rec`` only used if ``params.w_rec`` is not None). spike_sharpness
         (old name ``m``): sharpness of the smoothed true derivative, default
-        :data:`DEFAULT_SPIKE_SHARPNESS`.
+        :data:`DEFAULT_SPIKE_SHARPNESS`. mesh / tiles / tile_size / progress: as in
+        :func:`sgntk.lif_kernels.lif_kernels` (tiles of input pairs on every device of a
+        ``jax.sharding.Mesh``, or streamed to ``<tiles>/<name>.npy``; :func:`sgntk.sharding.map_tiles`).
     Returns:
       :class:`LIFKernel`; ``nngp`` is the sample ``y(x1) y(x2)^T``.
     """
@@ -143,15 +147,27 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
         if params.w[0].shape[0] != x1.shape[2]:
             raise ValueError(f"params.w[0] has {params.w[0].shape[0]} inputs but the spike trains "
                              f"have n_in = {x1.shape[2]}")
-        p64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
-        return _deep_empirical_jit(p64, jnp.asarray(x1), jnp.asarray(x2), cfg, jnp.asarray(kap),
-                                   sw, sb, so, sharp, get=get)
-    if params.w_in.shape[0] != x1.shape[2]:
-        raise ValueError(f"params.w_in has {params.w_in.shape[0]} inputs but the spike trains "
-                         f"have n_in = {x1.shape[2]}")
+        args = (cfg, jnp.asarray(kap), sw, sb, so, sharp)
+        fn = _deep_empirical_jit
+    else:
+        if params.w_in.shape[0] != x1.shape[2]:
+            raise ValueError(f"params.w_in has {params.w_in.shape[0]} inputs but the spike "
+                             f"trains have n_in = {x1.shape[2]}")
+        args = (cfg, jnp.asarray(kap), sw, sb, srec, so, sharp)
+        fn = _empirical_jit
     p64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
-    return _empirical_jit(p64, jnp.asarray(x1), jnp.asarray(x2), cfg, jnp.asarray(kap), sw, sb,
-                          srec, so, sharp, get=get)
+    if mesh is not None or tiles is not None:   # sharded / on disk (sgntk.sharding)
+        from .. import sharding
+        return LIFKernel(**sharding.map_tiles(
+            _tile_fn(fn, get), x1, x2, args=(p64,) + args, mesh=mesh,
+            tile=check_int("tile_size", tile_size, minimum=1), out=tiles, progress=progress))
+    return fn(p64, jnp.asarray(x1), jnp.asarray(x2), *args, get=get)
+
+
+@functools.lru_cache(maxsize=16)
+def _tile_fn(fn, get):
+    """``(xa, xb, params, *args) -> LIFKernel``: the tile function of :func:`sgntk.sharding.map_tiles`."""
+    return lambda xa, xb, params, *args: fn(params, xa, xb, *args, get=get)
 
 
 @float64
