@@ -297,3 +297,26 @@ def test_select_cli_on_ray_equals_in_process(tmp_path):
     a = json.loads((tmp_path / "seq" / "select.json").read_text())["rows"]
     b = json.loads((tmp_path / "ray" / "select.json").read_text())["rows"]
     assert len(a) == 4 and a == b
+
+
+def test_selection_validation_training_on_ray_equals_in_process(tmp_path):
+    """``experiments/selection/validation.py train --smoke --ray --workers 2`` (the selection
+    study's LIF training runs, one unit per configuration): the same unit files and the same
+    trained accuracies and histories as in process (two configurations of the real config;
+    only the recorded wall time differs)."""
+    with open(os.path.join(ROOT, "experiments", "selection", "validation.json")) as f:
+        spec = json.load(f)
+    spec["configs"] = spec["configs"][:2]
+    cfg = tmp_path / "validation.json"
+    cfg.write_text(json.dumps(spec))
+    args = [sys.executable, os.path.join(ROOT, "experiments", "selection", "validation.py"),
+            "train", "--smoke", "--task", "randman", "--config", str(cfg), "--no-progress"]
+    _run_in_process_and_on_ray(args, tmp_path)
+    files = _files(tmp_path / "seq")
+    assert files == _files(tmp_path / "ray") and len(files) == 2
+    for f in files:
+        a = json.load(open(tmp_path / "seq" / f))
+        b = json.load(open(tmp_path / "ray" / f))
+        assert a["config"] == b["config"]
+        a["result"].pop("wall_time_s"), b["result"].pop("wall_time_s")   # only the clock differs
+        assert a["result"] == b["result"], f

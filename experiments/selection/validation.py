@@ -7,6 +7,7 @@ Usage::
     python experiments/selection/validation.py analyse [--task ...]
     python experiments/selection/validation.py all                 # the three in order
     python experiments/selection/validation.py all --smoke         # tiny, CI-sized
+    python experiments/selection/validation.py train --ray --workers 2   # units as Ray tasks
 
 Config: ``experiments/selection/validation.json`` (the only copy: seeds, training settings,
 tasks, the list of configurations). Every (task, configuration, seed) training run and every
@@ -430,18 +431,25 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--kernel", default=None, choices=["sgntk", "sg_gram"],
                     help="kernel of the score (default: chosen on half A of the randman grid)")
+    from sgntk import runner
+    runner.add_executor_arguments(ap)   # --ray, --ray-address ADDR, --workers N
     args = ap.parse_args(argv)
-    from sgntk._util import write_json
-    from sgntk.runner import map_units
-
     spec = load_spec(args.config, smoke=args.smoke)
     out = args.out or (DEFAULT_OUT + ("-smoke" if args.smoke else ""))
     tasks = ["randman", "digits"] if args.task == "all" else [args.task]
     phases = ["train", "predict", "analyse"] if args.phase == "all" else [args.phase]
+    with runner.executor(args) as ex:   # None (in process) unless --ray / --ray-address
+        _run_phases(spec, args, tasks, phases, out, ex)
+    return 0
+
+
+def _run_phases(spec, args, tasks, phases, out, executor) -> None:
+    from sgntk._util import write_json
+    from sgntk.runner import map_units
     for phase in phases:
         for task in tasks:
             if phase in ("train", "predict"):
-                r = map_units(units(spec, task, phase), out, force=args.force,
+                r = map_units(units(spec, task, phase), out, force=args.force, executor=executor,
                               progress=not args.no_progress, desc=f"{task} {phase}")
                 print(f"{task} {phase}: {len(r.computed)} computed, {len(r.skipped)} reused, "
                       f"{r.seconds:.0f} s", flush=True)
@@ -455,7 +463,6 @@ def main(argv=None) -> int:
                 write_json(os.path.join(out, task, "validation.json"), res)
                 from sgntk import select
                 print(select.format_validation(res))
-    return 0
 
 
 if __name__ == "__main__":
