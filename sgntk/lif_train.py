@@ -15,6 +15,14 @@ nonlinearity's derivative is the configured surrogate. One epoch (shuffle + all 
 
 :func:`train_randman` runs the reference setup (Zenke & Vogels 2021; reference notes
 section 6) and writes ``summary.json`` atomically. Tests: ``tests/test_lif.py``.
+
+``TrainConfig(mode="asgl")`` trains by adaptive smoothing gradient learning instead
+(:mod:`sgntk.asgl`; Wang et al. 2023): the same loss on the noisy dual-mode network (spike
+mode with probability ``asgl_noise_rate`` per neuron and step, the smooth step ``G`` of the
+configured surrogate shape otherwise), one learnable inverse width per hidden layer
+(initialised at the configured sharpness) updated by its own Adam (``asgl_width_lr``) next to
+the weights' optimiser, and validation/test on the hard network. ``mode="sgl"`` (default) is
+the fixed-width surrogate-gradient learning above, unchanged. Tests: ``tests/test_asgl.py``.
 """
 from __future__ import annotations
 
@@ -28,13 +36,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import asgl as _asgl
 from . import data as _data
 from . import lif as _lif
 from . import surrogates as _sg
-from ._util import versions, write_json
+from ._util import check_positive, versions, write_json
 
-__all__ = ["TrainConfig", "TrainState", "make_lif_config", "loss_fn", "train",
-           "evaluate", "train_randman", "write_json_atomic"]
+__all__ = ["TrainConfig", "TrainState", "MODES", "make_lif_config", "loss_fn", "asgl_loss_fn",
+           "validate", "train", "evaluate", "train_randman", "write_json_atomic"]
+
+MODES = ("sgl", "asgl")
 
 
 @dataclasses.dataclass
@@ -45,6 +56,14 @@ class TrainConfig:
     for ``surrogate="fast_sigmoid"``; it is passed to :func:`sgntk.surrogates.get` as
     ``sharpness = beta / 2`` (sgntk's profile is ``1/(1 + 2u)^2``). For other shapes
     ``sharpness = beta`` is passed unchanged.
+
+    ``mode``: ``"sgl"`` (fixed-width surrogate gradient, default) or ``"asgl"`` (module
+    docstring; the sharpness above is the initial inverse width of every hidden layer,
+    ``dampening`` must stay 1 since ASGL's gradient is ``G'``, and ``surrogate`` must have a
+    smooth step, i.e. not ``straight_through``). ``asgl_noise_rate``: probability of the spike
+    mode in [0, 1] (the public code's ``--p`` is ``1 - asgl_noise_rate``); ``asgl_width_lr`` >
+    0: Adam learning rate of the widths (public code: 3e-4); ``asgl_width_param``:
+    ``"inverse"`` (the public code's raw ``1/alpha``) or ``"log"`` (:mod:`sgntk.asgl`).
     """
 
     # data (randman)
@@ -90,6 +109,11 @@ class TrainConfig:
     upper_strength: float = 0.0
     upper_threshold: float = 10.0  # mean spikes per neuron per example
     seed: int = 0
+    # adaptive smoothing gradient learning (mode="asgl")
+    mode: str = "sgl"
+    asgl_noise_rate: float = 0.8
+    asgl_width_lr: float = 3e-4
+    asgl_width_param: str = "inverse"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -120,6 +144,23 @@ def make_lif_config(cfg: TrainConfig) -> _lif.LIFConfig:
                           ).validate()
 
 
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check the training mode and its ASGL fields (ValueError naming the field); return ``cfg``."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {cfg.mode!r}")
+    if cfg.mode == "asgl":
+        _asgl.check_shape(cfg.surrogate)
+        _asgl.check_noise_rate(cfg.asgl_noise_rate)
+        check_positive("asgl_width_lr", cfg.asgl_width_lr)
+        if cfg.asgl_width_param not in _asgl.WIDTH_PARAMS:
+            raise ValueError(f"asgl_width_param must be one of {_asgl.WIDTH_PARAMS}; got "
+                             f"{cfg.asgl_width_param!r}")
+        if cfg.dampening != 1.0:
+            raise ValueError("dampening is not used by mode='asgl' (the gradient is G', of unit "
+                             f"area); leave it at 1; got dampening={cfg.dampening!r}")
+    return cfg
+
+
 def _optimizer(cfg: TrainConfig):
     opts = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "adamax": optax.adamax}
     if cfg.optimizer not in opts:
@@ -134,6 +175,19 @@ def loss_fn(params, spikes, labels, *, lif_config: _lif.LIFConfig, reg: dict):
     spike counts ``(B, n_hidden)`` of the last hidden layer.
     """
     out = _lif.snn_apply(params, spikes, config=lif_config)  # the batch in one scan
+    return _loss_terms(out, labels, reg)
+
+
+def asgl_loss_fn(params: _asgl.ASGLParams, spikes, labels, key, *, lif_config: _lif.LIFConfig,
+                 reg: dict, noise_rate, width_param: str = "inverse"):
+    """:func:`loss_fn` on ASGL's noisy dual-mode network (:func:`sgntk.asgl.asgl_apply`, masks
+    drawn from ``key``); its gradient is ASGL's for the weights and the widths."""
+    out = _asgl.asgl_apply(params, spikes, config=lif_config, noise_rate=noise_rate, key=key,
+                           width_param=width_param)
+    return _loss_terms(out, labels, reg)
+
+
+def _loss_terms(out, labels, reg):
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
     counts = out.spikes[-1].sum(axis=1)  # (B, n)
     low = jnp.mean(jax.nn.relu(reg["lower_threshold"] - counts.mean(axis=0)) ** 2)
@@ -173,8 +227,44 @@ def _make_epoch(cfg: TrainConfig, lif_config, opt, n_train: int):
     return epoch
 
 
+def _make_asgl_epoch(cfg: TrainConfig, lif_config, opt, wopt, n_train: int):
+    """One ASGL epoch: weights by ``opt``, widths by ``wopt`` (own Adam), fresh masks per batch."""
+    bs = min(cfg.batch_size, n_train)
+    n_batches = n_train // bs
+    reg = _reg(cfg)
+    p, wp = jnp.float32(cfg.asgl_noise_rate), cfg.asgl_width_param
+
+    def update(carry, inp, xs, ys):
+        params, (opt_state, wstate) = carry
+        idx, k = inp
+        (loss, aux), g = jax.value_and_grad(asgl_loss_fn, has_aux=True)(
+            params, xs[idx], ys[idx], k, lif_config=lif_config, reg=reg, noise_rate=p,
+            width_param=wp)
+        upd, opt_state = opt.update(g.net, opt_state, params.net)
+        wupd, wstate = wopt.update(g.width, wstate, params.width)
+        params = _asgl.ASGLParams(optax.apply_updates(params.net, upd),
+                                  _asgl.project(optax.apply_updates(params.width, wupd), wp))
+        return (params, (opt_state, wstate)), (loss, aux["ce"], aux["acc"])
+
+    @jax.jit
+    def epoch(state: TrainState, xs, ys):
+        key, sub, kmask = jax.random.split(state.key, 3)
+        perm = jax.random.permutation(sub, n_train)[: n_batches * bs].reshape(n_batches, bs)
+        (params, opt_state), (loss, ce, acc) = jax.lax.scan(
+            lambda c, i: update(c, i, xs, ys), (state.params, state.opt_state),
+            (perm, jax.random.split(kmask, n_batches)))
+        return TrainState(params, opt_state, key), dict(loss=loss.mean(), ce=ce.mean(),
+                                                          acc=acc.mean())
+
+    return epoch
+
+
 def evaluate(params, spikes, labels, *, lif_config, batch_size: int = 1000) -> dict:
-    """Accuracy, mean CE and hidden spike statistics on a data set ``(N, T, n_in)``."""
+    """Accuracy, mean CE and hidden spike statistics on a data set ``(N, T, n_in)``.
+
+    An :class:`sgntk.asgl.ASGLParams` is evaluated on its hard network (the plain SNN)."""
+    if isinstance(params, _asgl.ASGLParams):
+        params = params.net
     n = len(labels)
     correct, ce_sum, counts = 0.0, 0.0, []
     for s in range(0, n, batch_size):
@@ -198,15 +288,22 @@ def _eval_batch(params, xs, ys, lif_config):
     return jnp.sum(jnp.argmax(out.logits, -1) == ys), ce, out.spikes[-1].sum(1)
 
 
-def train(cfg: TrainConfig, splits: _data.Split, *, progress: bool = True, log=None):
+def train(cfg: TrainConfig, splits: _data.Split, *, progress: bool = True, log=None,
+          callback=None):
     """Train an SNN on ``splits`` (train/val/test :class:`sgntk.data.SpikeData`).
+
+    ``callback(epoch, params)``, if given, is called with the initial parameters (epoch 0)
+    and after every epoch (1, 2, ...).
 
     Returns:
       ``(params, history)``; ``history`` has per-epoch ``loss``, ``ce``, ``train_acc``
-      (running, during the epoch) and ``val_acc``.
+      (running, during the epoch) and ``val_acc``. With ``mode="asgl"``, ``params`` is an
+      :class:`sgntk.asgl.ASGLParams` and ``history["sharpness"]`` the per-layer inverse widths
+      after each epoch (``train_acc`` is that of the noisy network, ``val_acc`` of the hard one).
     """
     from tqdm.auto import tqdm
 
+    validate(cfg)
     lif_config = make_lif_config(cfg)
     tr = splits.train
     n_in = tr.spikes.shape[2]
@@ -219,18 +316,34 @@ def train(cfg: TrainConfig, splits: _data.Split, *, progress: bool = True, log=N
         config=lif_config, rate=rate / cfg.dt, sigma_w=cfg.sigma_w, sigma_out=cfg.sigma_out,
         target_mean=cfg.target_mean, xi=cfg.xi, hidden_rate=cfg.hidden_rate / cfg.dt)
     opt = _optimizer(cfg)
-    state = TrainState(params, opt.init(params), k_train)
-    epoch = _make_epoch(cfg, lif_config, opt, len(tr.labels))
+    asgl = cfg.mode == "asgl"
+    if asgl:
+        params = _asgl.init_params(params, lif_config.surrogate.sharpness, cfg.asgl_width_param)
+        wopt = optax.adam(cfg.asgl_width_lr)
+        state = TrainState(params, (opt.init(params.net), wopt.init(params.width)), k_train)
+        epoch = _make_asgl_epoch(cfg, lif_config, opt, wopt, len(tr.labels))
+    else:
+        state = TrainState(params, opt.init(params), k_train)
+        epoch = _make_epoch(cfg, lif_config, opt, len(tr.labels))
     xs, ys = jnp.asarray(tr.spikes), jnp.asarray(tr.labels)
     hist = dict(loss=[], ce=[], train_acc=[], val_acc=[])
+    if asgl:
+        hist["sharpness"] = []
+    if callback is not None:
+        callback(0, state.params)
     bar = tqdm(range(cfg.epochs), disable=not progress, desc=f"seed {cfg.seed}")
-    for _ in bar:
+    for e in bar:
         state, m = epoch(state, xs, ys)
         val = evaluate(state.params, splits.val.spikes, splits.val.labels, lif_config=lif_config)
         hist["loss"].append(float(m["loss"]))
         hist["ce"].append(float(m["ce"]))
         hist["train_acc"].append(float(m["acc"]))
         hist["val_acc"].append(val["accuracy"])
+        if asgl:
+            hist["sharpness"].append(np.asarray(_asgl.sharpness(
+                state.params.width, cfg.asgl_width_param)).tolist())
+        if callback is not None:
+            callback(e + 1, state.params)
         bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val=f"{val['accuracy']:.3f}")
         if log is not None:
             log(hist)
