@@ -12,7 +12,7 @@ Modules (one concept each):
 * :mod:`sgntk.stax`        -- neural-tangents layers with SG-NTK kernels (optional dependency)
 * :mod:`sgntk.train`       -- ensembles of MLPs trained by GD or SGL (vmap over seeds)
 * :mod:`sgntk.lif`, :mod:`sgntk.lif_train`, :mod:`sgntk.data` -- LIF networks, training, data
-* :mod:`sgntk.asgl`        -- adaptive smoothing gradient learning (noisy dual-mode spike, learnt width)
+* :mod:`sgntk.asgl`        -- adaptive smoothing gradient learning (noisy spike, learnt width)
 * :mod:`sgntk.lif_kernels` -- LIF kernels: empirical, analytic (no reset), Monte Carlo (reset)
 * :mod:`sgntk.runner`      -- resumable units of work (atomic files, config hashes, executors)
 * :mod:`sgntk.sharding`    -- kernel tiles on every device (rows sharded) or streamed to disk
@@ -30,6 +30,6 @@ from . import (asgl, conversions, data, diagnostics, empirical, expectations, ke
                surrogates, train)
 
 __version__ = "0.1.0"
-__all__ = ["asgl", "conversions", "data", "diagnostics", "empirical", "expectations", "kernels", "lif",
-           "lif_kernels", "lif_train", "monte_carlo", "predict", "runner", "select", "sharding",
+__all__ = ["asgl", "conversions", "data", "diagnostics", "empirical", "expectations", "kernels",
+           "lif", "lif_kernels", "lif_train", "monte_carlo", "predict", "runner", "select", "sharding",
            "surrogates", "train"]
