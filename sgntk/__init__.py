@@ -31,5 +31,5 @@ from . import (asgl, conversions, data, diagnostics, empirical, expectations, ke
 
 __version__ = "0.1.0"
 __all__ = ["asgl", "conversions", "data", "diagnostics", "empirical", "expectations", "kernels",
-           "lif", "lif_kernels", "lif_train", "monte_carlo", "predict", "runner", "select", "sharding",
-           "surrogates", "train"]
+           "lif", "lif_kernels", "lif_train", "monte_carlo", "predict", "runner", "select",
+           "sharding", "surrogates", "train"]
