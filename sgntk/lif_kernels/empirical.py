@@ -89,14 +89,14 @@ def _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get)
     f = jax.vmap(lambda x: _features(params, x, config, kappa, sw, sb, srec, so, sharp))
     y1, gt1, gs1 = f(x1)
     y2, _, gs2 = f(x2)
-    out = {}
-    if "nngp" in get:
-        out["nngp"] = y1[:, None] * y2[None, :]
-    if "sgntk" in get:
-        out["sgntk"] = _gram(gt1, gs2)
-    if "sg_gram" in get:
-        out["sg_gram"] = _gram(gs1, gs2)
-    return LIFKernel(**out)
+    return _assemble(get, y1, y2, lambda: _gram(gt1, gs2), lambda: _gram(gs1, gs2))
+
+
+def _assemble(get, y1, y2, sgntk, sg_gram) -> LIFKernel:
+    """The requested kernels: ``nngp`` the sample ``y1 y2^T``; ``sgntk`` / ``sg_gram`` are
+    computed by the given thunks only when asked for."""
+    out = {"nngp": lambda: y1[:, None] * y2[None, :], "sgntk": sgntk, "sg_gram": sg_gram}
+    return LIFKernel(**{k: out[k]() for k in get})
 
 
 _empirical_jit = jax.jit(_empirical_impl, static_argnames=("get",))
@@ -284,14 +284,7 @@ def _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get):
             total = total + jnp.einsum("pqts,ptn,qsn->pq", g, a1, a2)
         return total
 
-    out = {}
-    if "nngp" in get:
-        out["nngp"] = y1[:, None] * y2[None, :]
-    if "sgntk" in get:
-        out["sgntk"] = layers(lt1, ls2)
-    if "sg_gram" in get:
-        out["sg_gram"] = layers(ls1, ls2)
-    return LIFKernel(**out)
+    return _assemble(get, y1, y2, lambda: layers(lt1, ls2), lambda: layers(ls1, ls2))
 
 
 _deep_empirical_jit = jax.jit(_deep_empirical_impl, static_argnames=("get",))
