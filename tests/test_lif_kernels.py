@@ -54,7 +54,7 @@ def _psi64(sur, shift=0.0):
 def _z(est, ref, se):
     est, ref, se = (np.asarray(v, np.float64) for v in (est, ref, se))
     assert np.all(se > 0)
-    return np.max(np.abs(est - ref) / se)
+    return float(np.max(np.abs(est - ref) / se))
 
 
 # ----------------------------------------------------------------------------------------

@@ -34,26 +34,7 @@ from sgntk import lif_kernels as LK
 from sgntk import surrogates as sg
 from sgntk.lif_kernels import _fast, analytic
 
-Z_MAX = 4.5
-
-
-def _spikes(seed, n, T, n_in, rates):
-    rng = np.random.default_rng(seed)
-    rates = np.asarray(rates, float)[:n, None, None]
-    return (rng.random((n, T, n_in)) < rates).astype(np.float64)
-
-
-def _cfg(**kw):
-    base = dict(tau_mem=10.0, tau_syn=5.0, threshold=0.5, reset="none", readout="sum",
-                surrogate=sg.get("fast_sigmoid", sharpness=5.0))
-    base.update(kw)
-    return lif.LIFConfig(**base)
-
-
-def _z(est, ref, se):
-    est, ref, se = (np.asarray(v, np.float64) for v in (est, ref, se))
-    assert np.all(se > 0)
-    return float(np.max(np.abs(est - ref) / se))
+from test_lif_kernels import Z_MAX, _cfg, _spikes, _z   # the one-layer tests' inputs and z-score
 
 
 # ----------------------------------------------------------------------------------------
