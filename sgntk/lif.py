@@ -363,11 +363,12 @@ def init_lif(key, n_in: int, n_out: int, *, sigma_w=1.0, recurrent: bool = False
       :class:`LIFParams` with ``w_in`` ``(n_in, n_out)`` and ``w_rec`` ``(n_out, n_out)`` or None.
     """
     k1, k2 = jax.random.split(key)
-    w_in = jax.random.normal(k1, (n_in, n_out), dtype) * (jnp.asarray(sigma_w, dtype) / np.sqrt(n_in))
+    w_in = jax.random.normal(k1, (n_in, n_out), dtype) * (jnp.asarray(sigma_w, dtype)
+                                                          / float(np.sqrt(n_in)))
     w_rec = None
     if recurrent:
         w_rec = jax.random.normal(k2, (n_out, n_out), dtype) * (
-            jnp.asarray(sigma_rec, dtype) / np.sqrt(n_out))
+            jnp.asarray(sigma_rec, dtype) / float(np.sqrt(n_out)))
     return LIFParams(w_in, w_rec)
 
 
@@ -460,7 +461,7 @@ def init_lif_fluctuation(key, n_in: int, n_out: int, *, rate, config: LIFConfig,
 def init_readout(key, n_in: int, n_out: int, *, sigma_w=1.0, dtype=jnp.float32) -> ReadoutParams:
     """Readout ``W_o ~ N(0, sigma_w^2 / n_in)``, shape ``(n_in, n_out)``."""
     return ReadoutParams(jax.random.normal(key, (n_in, n_out), dtype)
-                         * (jnp.asarray(sigma_w, dtype) / np.sqrt(n_in)))
+                         * (jnp.asarray(sigma_w, dtype) / float(np.sqrt(n_in))))
 
 
 def init_snn(key, n_in: int, n_hidden, n_out: int, *, init: str = "fluctuation",
@@ -607,8 +608,11 @@ def lif_scan(drive, *, config: LIFConfig, w_rec=None, state0: LIFState | None = 
     n = drive.shape[1]
     if state0 is None:
         state0 = initial_state(n, config, dtype=drive.dtype)
-    final, (s, u) = jax.lax.scan(lambda st, d: lif_step(st, d, config, w_rec=w_rec), state0,
-                                 drive, unroll=_SCAN_UNROLL)
+    def step(st, d):   # the carry keeps the state's dtype (float64 config leaves under x64)
+        new, out = lif_step(st, d, config, w_rec=w_rec)
+        return jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), new, st), out
+
+    final, (s, u) = jax.lax.scan(step, state0, drive, unroll=_SCAN_UNROLL)
     return LIFOutput(s, u, final)
 
 
@@ -747,7 +751,10 @@ def snn_apply(params: SNNParams, spikes_in, *, config: LIFConfig, spike_fn=None,
 def _snn_scan(params: SNNParams, x, config: LIFConfig, spike_fn=None, noise=None) -> SNNOutput:
     """:func:`snn_apply` on a batch ``x`` ``(B, T, n_in)``: one scan over time."""
     first = params.hidden[0].w_in if params.hidden else params.readout.w
-    dtype = jnp.result_type(first.dtype, x.dtype)
+    # every parameter's dtype (a float64 readout with float32 hidden weights would change the
+    # scan carry's dtype)
+    dtype = jnp.result_type(first.dtype, x.dtype,
+                            *(v.dtype for v in jax.tree_util.tree_leaves(params)))
     xs = jnp.swapaxes(x.astype(dtype), 0, 1)  # (T, B, n_in), time-major for the scan
     batch = xs.shape[1]
     b_syn = decay(config.tau_syn, config.dt)
