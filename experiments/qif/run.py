@@ -235,7 +235,10 @@ def run(cfg: dict, out: str, *, force: bool = False) -> dict:
             unit_files=[os.path.relpath(fin.paths[f"final_{t}_{n}_seed{s}"], out)
                         for s in cfg["seeds"]])
     summary = dict(config=cfg, results=results,
-                   wall_seconds=dict(grid=sel.seconds, final=fin.seconds), versions=versions())
+                   # compute time summed over the units (when they were computed)
+                   unit_seconds=dict(grid=sum(v["seconds"] for v in sel.values.values()),
+                                     final=sum(v["seconds"] for v in fin.values.values())),
+                   versions=versions())
     write_json(os.path.join(out, "summary.json"), summary)
     return summary
 
