@@ -313,6 +313,17 @@ def _centred_moment(shape, power, v, tail):
     """E_{u~N(0, v)}[g(u)^power] in normalised units: closed form or table lookup (~1e-10)."""
     if shape == "exponential":   # E[exp(-k|u|)] = erfcx(k sigma / sqrt 2) for a centred Gaussian
         return _quadrature.exp_abs_gauss_centred(2.0 * power, _quadrature.safe_sqrt(v))
+    if shape == "rectangular" or (shape == "triangular" and power == 1):
+        # rectangular: P(|u| < 1/2) = erf(x / 2), triangular: E[(1 - |u|)_+] = erf(x) -
+        # (2 / (x sqrt pi)) (1 - e^{-x^2}), x = 1 / sqrt(2 v) (sigma T1(1/sigma) of
+        # sgntk._quadrature's piecewise comment; both terms O(x) for small x: no cancellation
+        # beyond a factor 2). One erfc (+ one expm1) instead of poly_gauss_integral's both
+        # branches (4 erfc + 24-node rule). v clamped at 1e-200 (finite derivative; the value
+        # is g(0) to all digits there).
+        x = 1.0 / jnp.sqrt(2.0 * jnp.maximum(v, 1e-200))
+        if shape == "rectangular":
+            return _quadrature.erf_fast(0.5 * x)
+        return _quadrature.erf_fast(x) + jnp.expm1(-x * x) / (x * _SQRT_PI)
     out = _closed_form(shape, power, jnp.zeros_like(v), v, tail)
     if out is None:
         out = _quadrature.centered_expectation(_powered_profile(shape, tail, power), v)

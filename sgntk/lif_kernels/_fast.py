@@ -43,17 +43,7 @@ _LOW_X, _LOW_W = np.polynomial.legendre.leggauss(16)
 _HIGH_X, _HIGH_W = np.polynomial.legendre.leggauss(12)
 _LOW_GX = 1.0 + _LOW_X
 _HIGH_GX = 1.0 + _HIGH_X
-# Taylor coefficients of sin(x) = x sum_n (-1)^n x^(2n) / (2n + 1)!, n = 0 .. 10.
-_SIN_C = np.array([(-1.0) ** n / math.factorial(2 * n + 1) for n in range(11)])
-
-
-def _sin_poly(x):
-    """``sin(x)`` for ``|x| <= 1.19`` (Horner in ``x^2``; truncation error < 2e-21)."""
-    x2 = x * x
-    acc = jnp.full_like(x, _SIN_C[-1])
-    for c in _SIN_C[-2::-1]:
-        acc = acc * x2 + c
-    return x * acc
+_sin_poly = _quadrature.sin_poly    # sin(x) for |x| <= 1.19 (one definition, in _quadrature)
 
 
 def bvn_upper_fast(h, k, r, ph, pk):
