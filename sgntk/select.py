@@ -81,8 +81,16 @@ DEFAULT_GRID = dict(shape=["fast_sigmoid", "triangular", "gaussian", "sigmoid", 
 
 
 # ------------------------------------------------------------------------------ networks
+class _FromPoint:
+    @classmethod
+    def from_point(cls, point: Mapping, **kw):
+        """The network of a grid point: the point's keys that are fields of ``cls``, plus ``kw``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in point.items() if k in names}, **kw)
+
+
 @dataclasses.dataclass(frozen=True)
-class LIFNetwork:
+class LIFNetwork(_FromPoint):
     """A one-hidden-layer LIF network (:mod:`sgntk.lif`) and how its kernels are estimated.
 
     Time constants, threshold, reset (``"zero" | "subtract" | "none"``), detached or
@@ -108,11 +116,6 @@ class LIFNetwork:
     #: the kernel of the score: the surrogate Gram, chosen on half A of the validation grid (the
     #: SG-NTK's true-derivative side is ill-defined through a differentiable reset)
     default_kernel = "sg_gram"
-
-    @classmethod
-    def from_point(cls, point: Mapping, **kw) -> "LIFNetwork":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in point.items() if k in names}, **kw)
 
     def config(self, surrogate: _sg.Surrogate) -> _lif.LIFConfig:
         return _lif.LIFConfig(tau_mem=self.tau_mem, tau_syn=self.tau_syn, dt=self.dt,
@@ -166,7 +169,7 @@ def _readout_features(x, w_in, w_rec, cfg, sigma_w, sigma_rec):
 
 
 @dataclasses.dataclass(frozen=True)
-class MLPNetwork:
+class MLPNetwork(_FromPoint):
     """A sign/step/erf MLP of any depth (:func:`sgntk.kernels.mlp`, analytic kernels)."""
 
     depth: int = 2
@@ -177,11 +180,6 @@ class MLPNetwork:
 
     kind = "mlp"
     default_kernel = "sgntk"
-
-    @classmethod
-    def from_point(cls, point: Mapping, **kw) -> "MLPNetwork":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in point.items() if k in names}, **kw)
 
     def kernels(self, x, surrogate, *, seed: int = 0):
         from . import kernels as K
