@@ -13,6 +13,7 @@ Reads the unit files written by ``experiments/asgl/run.py`` and writes
 * ``<out>/asgl_accuracy.png``: test accuracy vs width alpha = 1 / (4 beta), SGL vs ASGL, one
   panel per task, and the condition number at initialisation below.
 * ``<out>/asgl_conditioning.png``: condition number of the surrogate Gram over training.
+* ``<out>/asgl_kernel_grid.png``: condition numbers at initialisation over width x noise rate.
 """
 from __future__ import annotations
 
@@ -54,8 +55,27 @@ def load_units(results):
     return rows
 
 
+def _kernel_grid(grids) -> list:
+    """Median over seeds of the kernel-grid rows, per (mode, factor, noise rate)."""
+    keys = sorted({(r["mode"], r["factor"], -1.0 if r["noise_rate"] is None else r["noise_rate"])
+                   for g in grids for r in g["rows"]})
+    out = []
+    for mode, factor, rate in keys:
+        sel = [r for g in grids for r in g["rows"] if r["mode"] == mode and r["factor"] == factor
+               and (r["noise_rate"] is None if rate < 0 else r["noise_rate"] == rate)]
+        out.append(dict(mode=mode, factor=factor, sharpness=sel[0]["sharpness"],
+                        alpha=1.0 / (4.0 * sel[0]["sharpness"]),
+                        noise_rate=None if rate < 0 else rate, n=len(sel),
+                        **{k: float(np.median([r[k] for r in sel]))
+                           for k in ("cond_sgntk", "cond_sg_gram")},
+                        negative_real_part_sgntk=int(sum(r["min_real_sgntk"] <= 0 for r in sel))))
+    return out
+
+
 def summarise(rows) -> dict:
     out = {"tasks": {}, "paper": PAPER}
+    grids = [r for r in rows if "rows" in r]
+    rows = [r for r in rows if "rows" not in r]
     for task in sorted({r["task"] for r in rows}):
         tr = [r for r in rows if r["task"] == task]
         factors = sorted({r["factor"] for r in tr})
@@ -71,7 +91,10 @@ def summarise(rows) -> dict:
                          alpha0=1.0 / (4.0 * sel[0]["sharpness0"]), seeds=[r["seed"] for r in sel],
                          test_accuracy=acc, mean=float(np.mean(acc)),
                          std=float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
-                         n_train=sel[0]["sizes"]["train"], n_test=sel[0]["sizes"]["test"])
+                         n_train=sel[0]["sizes"]["train"], n_test=sel[0]["sizes"]["test"],
+                         # running accuracy of the last epoch on the network trained (noisy for ASGL)
+                         train_acc_last_epoch=float(np.mean([r["history"]["train_acc"][-1]
+                                                             for r in sel])))
                 if mode == "asgl":
                     final = [r["history"]["sharpness"][-1][0] for r in sel]
                     e["sharpness_final"] = final
@@ -91,7 +114,8 @@ def summarise(rows) -> dict:
             for kern in ("sgntk", "sg_gram"):
                 corr[kern] = _spearman([e["mean"] for e in sgl],
                                        [e["condition"][kern]["0"] for e in sgl])
-        out["tasks"][task] = dict(entries=entries, spearman_sgl_accuracy_vs_cond0=corr)
+        out["tasks"][task] = dict(entries=entries, spearman_sgl_accuracy_vs_cond0=corr,
+                                  kernel_grid=_kernel_grid([g for g in grids if g["task"] == task]))
     return out
 
 
@@ -123,6 +147,7 @@ def figures(summary, out):
                             color=style[mode]["color"], marker=style[mode]["marker"],
                             mfc="none", label=f"{style[mode]['label']}: SG-NTK J J~^T")
         axes[0, j].set_title(f"{task}: test accuracy (hard network)")
+        axes[0, j].set_ylim(0, 1)
         axes[1, j].set_title("condition number at initialisation (probe batch)")
         axes[1, j].set_yscale("log")
         axes[1, j].set_xlabel("initial surrogate width alpha = 1 / (4 sharpness)")
@@ -157,6 +182,38 @@ def figures(summary, out):
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "asgl_conditioning.png"), dpi=120)
+    plt.close(fig)
+
+    grid_tasks = [t for t in tasks if summary["tasks"][t]["kernel_grid"]]
+    if not grid_tasks:
+        return
+    fig, axes = plt.subplots(2, len(grid_tasks), figsize=(5 * len(grid_tasks), 7), squeeze=False,
+                             sharex=True)
+    for j, task in enumerate(grid_tasks):
+        g = summary["tasks"][task]["kernel_grid"]
+        rates = sorted({r["noise_rate"] for r in g if r["mode"] == "asgl"})
+        colors = plt.cm.plasma(np.linspace(0, 0.85, len(rates)))
+        for i, kern in enumerate(("sg_gram", "sgntk")):
+            ax = axes[i, j]
+            for c, rate in zip(colors, rates):
+                rs = sorted((r for r in g if r["mode"] == "asgl" and r["noise_rate"] == rate),
+                            key=lambda r: r["alpha"])
+                ax.plot([r["alpha"] for r in rs], [r[f"cond_{kern}"] for r in rs], color=c,
+                        marker="s", ms=3, label=f"ASGL, spike-mode rate p = {rate:g}")
+            rs = sorted((r for r in g if r["mode"] == "sgl"), key=lambda r: r["alpha"])
+            ax.plot([r["alpha"] for r in rs], [r[f"cond_{kern}"] for r in rs], color="k",
+                    ls=":", marker="o", ms=3, label="fixed-width SGL")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{task}: cond " + ("J~ J~^T" if kern == "sg_gram" else "SG-NTK J J~^T")
+                         + " at initialisation")
+        axes[1, j].set_xlabel("surrogate width alpha = 1 / (4 sharpness)")
+    axes[0, 0].set_ylabel("condition number (median over seeds)")
+    axes[1, 0].set_ylabel("condition number (median over seeds)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "asgl_kernel_grid.png"), dpi=120)
     plt.close(fig)
 
 

@@ -24,6 +24,7 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
   (``experiments/selection/validation.py analyse``; issue 8).
 * ``lif-kernel-speed`` — ``benchmarks/results/bench_lif_kernels.json`` (issue 9);
 * ``lif-depth`` — ``experiments/lif_depth/results/summary.json`` (issue 9);
+* ``asgl`` — ``paper_figs/asgl/summary.json`` (``python paper_figs/asgl.py``; issue 11);
 * ``sharding-scaling`` — ``benchmarks/results/bench_sharding.json`` (kernels on 1, 2, 4 forced
   host devices, sharded and on disk, vs the single-device path of the same process).
 
@@ -411,6 +412,55 @@ def lif_depth(root) -> str:
     return _wrap(text)
 
 
+def asgl(root) -> str:
+    """Fixed-width SGL vs ASGL over the initial width (paper_figs/asgl/summary.json; issue 11)."""
+    d = _load(root, "paper_figs", "asgl", "summary.json")
+    tasks = sorted(d["tasks"])
+    head = ("| task | width alpha (sharpness) | fixed-width SGL | ASGL "
+            "| ASGL learnt alpha (median) | cond J~J~^T at init: SGL / ASGL "
+            "| after training: SGL / ASGL |")
+    lines = [head, "|" + "---|" * 7]
+    n_seeds, sizes = set(), {}
+    for task in tasks:
+        ent = d["tasks"][task]["entries"]
+        for a in sorted({e["alpha0"] for e in ent}, reverse=True):
+            by = {e["mode"]: e for e in ent if e["alpha0"] == a}
+            sgl, asg = by["sgl"], by["asgl"]
+            n_seeds |= {len(sgl["test_accuracy"]), len(asg["test_accuracy"])}
+            sizes[task] = (sgl["n_train"], sgl["n_test"])
+            last = str(max(int(k) for k in sgl["condition"]["sg_gram"]))
+            cs, ca = sgl["condition"]["sg_gram"], asg["condition"]["sg_gram"]
+            lines.append(
+                f"| {task} | {a:.3g} ({sgl['sharpness0']:.3g}) "
+                f"| {sgl['mean']:.3f} ± {sgl['std']:.3f} | {asg['mean']:.3f} ± {asg['std']:.3f} "
+                f"| {asg['alpha_final_median']:.3g} | {cs['0']:.3g} / {ca['0']:.3g} "
+                f"| {cs[last]:.3g} / {ca[last]:.3g} |")
+    rho = {t: d["tasks"][t]["spearman_sgl_accuracy_vs_cond0"] for t in tasks}
+    corr = "; ".join(f"{t}: {rho[t]['sg_gram']:+.2f} (J~J~^T), {rho[t]['sgntk']:+.2f} (SG-NTK)"
+                     for t in tasks)
+    p100 = d["paper"]["cifar100"]
+    paper = ", ".join(f"alpha {a:g}: {s:.1f} / {g:.1f} %" for a, s, g in
+                      zip(d["paper"]["alpha"], p100["sgl"], p100["asgl"]))
+    grid = []
+    for t in tasks:
+        g = d["tasks"][t]["kernel_grid"]
+        for a in (max(r["alpha"] for r in g), min(r["alpha"] for r in g)):
+            rs = sorted((r for r in g if r["mode"] == "asgl" and r["alpha"] == a),
+                        key=lambda r: r["noise_rate"])
+            grid.append(f"{t}, alpha {a:.3g}: " + ", ".join(
+                f"p = {r['noise_rate']:g}: {r['cond_sg_gram']:.3g}" for r in rs))
+    text = ("Test accuracy of the hard network (mean ± standard deviation over "
+            f"{'/'.join(str(n) for n in sorted(n_seeds))} seeds; "
+            + ", ".join(f"{t}: {a} training / {b} test examples" for t, (a, b) in sizes.items())
+            + "), condition numbers of the surrogate Gram on the probe batch (median over seeds). "
+            f"Spearman correlation over widths between fixed-width SGL accuracy and the condition "
+            f"number at initialisation: {corr}. The paper (CIFAR-100, SGL / ASGL): "
+            f"{paper}. Condition number of the ASGL network's surrogate Gram at initialisation "
+            f"vs the spike-mode rate p (median over seeds; p = 1 is fixed-width SGL): "
+            + "; ".join(grid) + ".")
+    return "\n".join(lines) + "\n\n" + _wrap(text)
+
+
 BLOCKS = {
     "selection-validation": selection_validation,
     "surrogate-shapes": surrogate_shapes,
@@ -424,6 +474,7 @@ BLOCKS = {
     "sharding-scaling": sharding_scaling,
     "lif-kernel-speed": lif_kernel_speed,
     "lif-depth": lif_depth,
+    "asgl": asgl,
 }
 
 

@@ -12,7 +12,9 @@ One unit of :mod:`sgntk.runner` per (task, mode, width factor, seed): it trains 
 the test split, and computes the empirical SG-NTK and surrogate Gram
 (:func:`sgntk.asgl.empirical_kernels`) of the network being trained on a fixed probe batch
 (the first ``kernel.probe`` training examples) at the epochs ``kernel.epochs`` (0 = at
-initialisation) with their condition numbers (:func:`sgntk.diagnostics.spectrum`). Each unit
+initialisation) with their condition numbers (:func:`sgntk.diagnostics.spectrum`). One more
+unit per (task, seed), ``kernel_grid``, computes the kernels of the initial network over the
+width factors x noise rates ``kernel_grid.noise_rates`` (and the SGL kernel per width). Each unit
 is saved atomically as ``<out>/<task>/<mode>_x<factor>_seed<seed>-<hash>.json``; a rerun
 loads finished units (an interrupted run resumes). The config file is the only copy of the
 settings (``experiments/asgl/config.json``; its description says why the sizes are small).
@@ -32,7 +34,8 @@ DEFAULT_CONFIG = os.path.join(HERE, "config.json")
 DEFAULT_OUT = os.path.join(HERE, "results")
 
 SMOKE = dict(seeds=[0], width_factors=[0.1, 1.0], epochs=2, nb_samples=20, n_samples=100,
-             n_hidden=16, batch_size=40, nb_steps=20, probe=8, n_masks=2, kernel_epochs=[0, 2])
+             n_hidden=16, batch_size=40, nb_steps=20, probe=8, n_masks=2, kernel_epochs=[0, 2],
+             noise_rates=[0.0, 1.0])
 
 
 def load_spec(path=DEFAULT_CONFIG, *, smoke=False) -> dict:
@@ -48,6 +51,7 @@ def load_spec(path=DEFAULT_CONFIG, *, smoke=False) -> dict:
         spec["tasks"]["digits"].update(n_samples=SMOKE["n_samples"], nb_steps=SMOKE["nb_steps"])
         spec["kernel"].update(probe=SMOKE["probe"], n_masks=SMOKE["n_masks"],
                               epochs=SMOKE["kernel_epochs"])
+        spec["kernel_grid"]["noise_rates"] = SMOKE["noise_rates"]
         spec["smoke"] = True
     return spec
 
@@ -133,6 +137,47 @@ def train_unit(config: dict) -> dict:
                 wall_time_s=time.perf_counter() - t0)
 
 
+def kernel_grid_unit(config: dict) -> dict:
+    """The kernels at initialisation over (width, noise rate): the network of seed ``seed``
+    exactly as training initialises it (``lif_train.train`` with 0 epochs), the ASGL kernels
+    for every width factor and noise rate in ``noise_rates`` and the SGL kernels for
+    every width; condition numbers and smallest real parts."""
+    import jax
+
+    from sgntk import asgl, diagnostics, lif_train
+
+    t0 = time.perf_counter()
+    splits = task_data(config["task"], config["task_config"])
+    kc = config["kernel"]
+    probe = splits.train.spikes[:kc["probe"]]
+    rows = []
+    for factor in config["width_factors"]:
+        for mode, rates in (("sgl", [None]), ("asgl", config["noise_rates"])):
+            tc = train_config(dict(config, factor=factor, mode=mode))
+            tc.epochs = 0
+            lif_config = lif_train.make_lif_config(tc)
+            got = {}
+            lif_train.train(tc, splits, progress=False, callback=lambda e, p: got.update(p=p))
+            for rate in rates:
+                if mode == "sgl":
+                    k = asgl.empirical_kernels(got["p"], probe, config=lif_config, mode="sgl",
+                                               spike_sharpness=kc["spike_sharpness"])
+                else:
+                    k = asgl.empirical_kernels(got["p"].net, probe, config=lif_config,
+                                               mode="asgl", beta=tc.beta, noise_rate=rate,
+                                               key=jax.random.key(1000), n_masks=kc["n_masks"],
+                                               spike_sharpness=kc["spike_sharpness"])
+                with jax.enable_x64(True):
+                    spec = {n: diagnostics.spectrum(v) for n, v in k.items()}
+                    rows.append(dict(mode=mode, factor=factor, sharpness=tc.beta, noise_rate=rate,
+                                     **{f"cond_{n}": float(s.condition_number)
+                                        for n, s in spec.items()},
+                                     **{f"min_real_{n}": float(s.min_real_part)
+                                        for n, s in spec.items()}))
+    return dict(task=config["task"], seed=config["seed"], rows=rows,
+                wall_time_s=time.perf_counter() - t0)
+
+
 def units(spec: dict, tasks=None, out=DEFAULT_OUT):
     from sgntk import runner
 
@@ -148,6 +193,12 @@ def units(spec: dict, tasks=None, out=DEFAULT_OUT):
                                kernel=spec["kernel"], version=spec["version"])
                     result.append(runner.Unit(f"{task}/{mode}_x{factor:g}_seed{seed}",
                                               train_unit, cfg, fmt="json"))
+            cfg = dict(task=task, task_config=spec["tasks"][task], seed=seed, train=spec["train"],
+                       reference_sharpness=spec["reference_sharpness"], kernel=spec["kernel"],
+                       width_factors=spec["width_factors"], version=spec["version"],
+                       noise_rates=spec["kernel_grid"]["noise_rates"])
+            result.append(runner.Unit(f"{task}/kernel_grid_seed{seed}", kernel_grid_unit, cfg,
+                                      fmt="json"))
     return result
 
 
@@ -169,6 +220,8 @@ def main(argv=None) -> int:
         res = runner.map_units(units(spec, tasks, args.out), args.out, executor=ex,
                                force=args.force, progress=not args.no_progress)
     for name, v in res.values.items():
+        if "history" not in v:
+            continue
         sh = v["history"].get("sharpness")
         print(f"{name}: test {v['test_accuracy']:.3f}"
               + (f", sharpness {v['sharpness0']:g} -> {sh[-1][0]:.3g}" if sh else ""))
