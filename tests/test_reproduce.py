@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "experiments", "eilers2024")
 
 
+@pytest.mark.slow   # the same study runs in CI's Ray step (test_distributed: in process and on Ray)
 def test_smoke_preset_end_to_end_and_resume(tmp_path):
     out = str(tmp_path / "run")
     t0 = time.perf_counter()

@@ -31,6 +31,7 @@ def _circle(n=16):
     return x, (np.sin(2 * a) > 0).astype(np.int64)
 
 
+@pytest.mark.slow
 def test_score_is_invariant_to_surrogate_scale_under_adam():
     """Depth 1: the hidden part of the SG-NTK is linear in the dampening, so the layer-normalised
     (Adam) kernel, hence the score, does not depend on it; with SGD it does."""
@@ -87,7 +88,7 @@ def test_spearman_and_validation_table():
     assert lo <= 1.0 <= hi + 1e-12
 
 
-def test_run_grid_resumes_and_cli(tmp_path, monkeypatch):
+def test_run_grid_resumes(tmp_path, monkeypatch):
     x, y = _circle(12)
     grid = dict(shape=["fast_sigmoid", "gaussian"], sharpness=[1.0, 4.0], dampening=[1.0],
                 sigma_w=[1.0])
@@ -102,6 +103,12 @@ def test_run_grid_resumes_and_cli(tmp_path, monkeypatch):
     monkeypatch.undo()
     text = select.format_table(rows) + select.recommend(rows)
     assert "Recommendation:" in text and "Herranz-Celotti" in text
+
+
+@pytest.mark.slow   # the same command runs in CI's Ray step (test_distributed, in process and on Ray)
+def test_select_cli(tmp_path):
+    grid = dict(shape=["fast_sigmoid", "gaussian"], sharpness=[1.0, 4.0], dampening=[1.0],
+                sigma_w=[1.0])
     gpath = tmp_path / "grid.json"
     gpath.write_text(json.dumps(grid))
     from sgntk import cli

@@ -56,7 +56,8 @@ def test_sign_nngp_equals_nt_sign(nt):
     np.testing.assert_allclose(np.asarray(ours.nngp), np.asarray(ref), rtol=1e-10)
 
 
-@pytest.mark.parametrize("act, sur", [("sign", "erf"), ("sign", "fast_sigmoid"),
+@pytest.mark.parametrize("act, sur", [("sign", "erf"),
+                                      pytest.param("sign", "fast_sigmoid", marks=pytest.mark.slow),
                                       pytest.param("step", "triangular", marks=pytest.mark.slow)])
 def test_stax_layers_give_the_sgntk(nt, act, sur):
     from sgntk import stax as sgstax
