@@ -30,6 +30,12 @@ networks); the estimated inner covariances make it biased at O(1/n_neurons), far
 standard error, which is taken over independent replicates of the whole pipeline.
 Tests: ``test_analytic_vs_mc_vs_networks``, ``test_reset_mc_vs_networks``,
 ``test_reset_and_recurrence_change_kernel``.
+
+QIF neurons (``config.neuron == "qif"``, :mod:`sgntk.lif`) run through the same
+:func:`sgntk.lif.lif_scan`, so this estimator and the finite networks of :mod:`.empirical`
+give their kernels unchanged; the true derivative is the smoothed jump of ``S = H((theta -
+theta_peak)/pi)``. There is no analytic route (QIF has no reset-free form). Test:
+``tests/test_qif.py::test_qif_mc_kernels_vs_networks`` (slow).
 """
 from __future__ import annotations
 
