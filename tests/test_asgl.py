@@ -328,7 +328,7 @@ def test_experiment_smoke(tmp_path):
     spec.loader.exec_module(mod)
     assert mod.main(["--smoke", "--out", str(tmp_path), "--no-progress", "--task", "randman"]) == 0
     files = sorted(p.name for p in (tmp_path / "randman").iterdir())
-    assert len(files) == 4
+    assert len(files) == 5  # 2 widths x 2 modes, and the kernel grid
     mtimes = [os.path.getmtime(tmp_path / "randman" / n) for n in files]
     assert mod.main(["--smoke", "--out", str(tmp_path), "--no-progress", "--task", "randman"]) == 0
     assert mtimes == [os.path.getmtime(tmp_path / "randman" / n) for n in files]

@@ -6,6 +6,7 @@ Usage::
     python experiments/asgl/run.py --smoke --out /tmp/asgl-smoke     # tiny, for the tests
     python experiments/asgl/run.py --task randman --force            # one task, recompute
     python paper_figs/asgl.py                                        # table + figures from results
+    python experiments/asgl/run.py experiments/asgl/long.json --out experiments/asgl/results_long
 
 One unit of :mod:`sgntk.runner` per (task, mode, width factor, seed): it trains the network
 (:func:`sgntk.lif_train.train`, ``mode="sgl"`` or ``"asgl"``), evaluates the hard network on
@@ -51,7 +52,8 @@ def load_spec(path=DEFAULT_CONFIG, *, smoke=False) -> dict:
         spec["tasks"]["digits"].update(n_samples=SMOKE["n_samples"], nb_steps=SMOKE["nb_steps"])
         spec["kernel"].update(probe=SMOKE["probe"], n_masks=SMOKE["n_masks"],
                               epochs=SMOKE["kernel_epochs"])
-        spec["kernel_grid"]["noise_rates"] = SMOKE["noise_rates"]
+        if spec.get("kernel_grid"):
+            spec["kernel_grid"]["noise_rates"] = SMOKE["noise_rates"]
         spec["smoke"] = True
     return spec
 
@@ -193,6 +195,8 @@ def units(spec: dict, tasks=None, out=DEFAULT_OUT):
                                kernel=spec["kernel"], version=spec["version"])
                     result.append(runner.Unit(f"{task}/{mode}_x{factor:g}_seed{seed}",
                                               train_unit, cfg, fmt="json"))
+            if not spec.get("kernel_grid"):
+                continue
             cfg = dict(task=task, task_config=spec["tasks"][task], seed=seed, train=spec["train"],
                        reference_sharpness=spec["reference_sharpness"], kernel=spec["kernel"],
                        width_factors=spec["width_factors"], version=spec["version"],
