@@ -76,6 +76,9 @@ def summarise(rows) -> dict:
     out = {"tasks": {}, "paper": PAPER}
     grids = [r for r in rows if "rows" in r]
     rows = [r for r in rows if "rows" not in r]
+    out["unit_seconds"] = dict(training=float(sum(r["wall_time_s"] for r in rows)),
+                               kernel_grid=float(sum(g["wall_time_s"] for g in grids)),
+                               n_training=len(rows), n_kernel_grid=len(grids))
     for task in sorted({r["task"] for r in rows}):
         tr = [r for r in rows if r["task"] == task]
         factors = sorted({r["factor"] for r in tr})

@@ -457,7 +457,12 @@ def asgl(root) -> str:
             f"number at initialisation: {corr}. The paper (CIFAR-100, SGL / ASGL): "
             f"{paper}. Condition number of the ASGL network's surrogate Gram at initialisation "
             f"vs the spike-mode rate p (median over seeds; p = 1 is fixed-width SGL): "
-            + "; ".join(grid) + ".")
+            + "; ".join(grid) + ". "
+            f"Cost: the {d['unit_seconds']['n_training']} training units took "
+            f"{d['unit_seconds']['training'] / 60:.0f} min and the "
+            f"{d['unit_seconds']['n_kernel_grid']} kernel grids "
+            f"{d['unit_seconds']['kernel_grid'] / 60:.0f} min (sum of the units' wall times; "
+            "shared 2-core CPU, two processes at a time, with other jobs running).")
     return "\n".join(lines) + "\n\n" + _wrap(text)
 
 
