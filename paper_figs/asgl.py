@@ -95,7 +95,8 @@ def summarise(rows) -> dict:
                          test_accuracy=acc, mean=float(np.mean(acc)),
                          std=float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
                          n_train=sel[0]["sizes"]["train"], n_test=sel[0]["sizes"]["test"],
-                         # running accuracy of the last epoch on the network trained (noisy for ASGL)
+                         # running accuracy of the last epoch, on the network trained
+                         # (the noisy one for ASGL)
                          train_acc_last_epoch=float(np.mean([r["history"]["train_acc"][-1]
                                                              for r in sel])))
                 if mode == "asgl":
@@ -224,7 +225,8 @@ def main(argv=None):
     from sgntk._util import write_json
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results", nargs="?", default=os.path.join(ROOT, "experiments", "asgl", "results"))
+    p.add_argument("results", nargs="?",
+                   default=os.path.join(ROOT, "experiments", "asgl", "results"))
     p.add_argument("--out", default=os.path.join(HERE, "asgl"))
     p.add_argument("--no-figures", action="store_true")
     args = p.parse_args(argv)

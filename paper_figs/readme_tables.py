@@ -463,6 +463,23 @@ def asgl(root) -> str:
             f"{d['unit_seconds']['n_kernel_grid']} kernel grids "
             f"{d['unit_seconds']['kernel_grid'] / 60:.0f} min (sum of the units' wall times; "
             "shared 2-core CPU, two processes at a time, with other jobs running).")
+    long_path = os.path.join(root, "paper_figs", "asgl", "long", "summary.json")
+    if os.path.exists(long_path):
+        dl = _load(root, "paper_figs", "asgl", "long", "summary.json")
+        parts = []
+        for t in sorted(dl["tasks"]):
+            ent = dl["tasks"][t]["entries"]
+            epochs = max(int(k) for e in ent for k in e["condition"]["sg_gram"])
+            for a in sorted({e["alpha0"] for e in ent}, reverse=True):
+                by = {e["mode"]: e for e in ent if e["alpha0"] == a}
+                parts.append(f"{t}, alpha {a:.3g}: SGL {by['sgl']['mean']:.3f} ± "
+                             f"{by['sgl']['std']:.3f}, ASGL {by['asgl']['mean']:.3f} ± "
+                             f"{by['asgl']['std']:.3f} (learnt alpha "
+                             f"{by['asgl']['alpha_final_median']:.3g})")
+        seeds = sorted({len(e["test_accuracy"]) for t in dl["tasks"]
+                        for e in dl["tasks"][t]["entries"]})
+        text += (f" Four times longer training ({epochs} epochs, `experiments/asgl/long.json`, "
+                 f"{'/'.join(map(str, seeds))} seeds): " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n\n" + _wrap(text)
 
 

@@ -159,7 +159,8 @@ def test_gradient_at_noise_rate_zero_matches_finite_differences(width_param):
     h = 1e-6
     for layer in range(2):
         e = jnp.zeros(2).at[layer].set(h)
-        fd = (loss(p0._replace(width=p0.width + e)) - loss(p0._replace(width=p0.width - e))) / (2 * h)
+        fd = (loss(p0._replace(width=p0.width + e))
+              - loss(p0._replace(width=p0.width - e))) / (2 * h)
         assert np.isfinite(float(g.width[layer]))
         assert float(g.width[layer]) == pytest.approx(float(fd), rel=1e-6, abs=1e-10)
     assert abs(float(g.width[0])) > 1e-6
