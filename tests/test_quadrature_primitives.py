@@ -74,3 +74,45 @@ def test_erfcx_matches_scipy_including_jax_zero_window():
                               epsabs=0, epsrel=1e-13)[0] / np.sqrt(2 * np.pi * sigma**2)
         got = float(S.gaussian_moment(S.get("exponential"), 0.0, sigma**2))
         assert abs(got / want - 1) < 1e-10
+
+
+def test_erf_fast_and_sin_poly_match_scipy():
+    """erf_fast (series below 0.5, 1 - erfc beyond) against scipy's erf from 1e-300 to 30 and
+    across the switch; finite derivatives up to 1e200; sin_poly on |x| <= asin(0.925)."""
+    with jax.enable_x64(True):
+        x = np.concatenate([np.logspace(-300, 1.5, 4001), np.linspace(0.4999, 0.5001, 2001),
+                            [0.0, np.inf]])
+        x = np.concatenate([x, -x])
+        got = np.asarray(jax.jit(Q.erf_fast)(jnp.asarray(x)))
+        want = special.erf(x)
+        assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-300)) < 1e-15
+        d = jax.jit(jax.vmap(jax.grad(Q.erf_fast)))(jnp.asarray([0.0, 0.3, 0.7, 40.0, 1e200]))
+        np.testing.assert_allclose(np.asarray(d)[:3], 2 / np.sqrt(np.pi) * np.exp(-np.array([0, .09, .49])),
+                                   rtol=1e-14)
+        assert np.all(np.asarray(d)[3:] == 0.0)
+        t = np.linspace(-1.19, 1.19, 10001)
+        np.testing.assert_allclose(np.asarray(Q.sin_poly(jnp.asarray(t))), np.sin(t), rtol=4e-16, atol=1e-300)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.003, 0.3, 1.0])
+def test_patch_where_equals_where_with_gradients(share):
+    """patch_where (gather the masked elements in chunks, scan over the non-empty ones) gives
+    where(mask, fn, base) and its gradient, for no, few, many and all masked elements."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(4)
+        n = 5000                                               # 3 chunks of 2048 (last padded)
+        x = jnp.asarray(rng.uniform(0.1, 2.0, n))
+        mask = jnp.asarray(rng.uniform(size=n) < share)
+        fn = lambda u, v: jnp.exp(jnp.sin(u)) * v             # noqa: E731
+
+        def patched(s):
+            return Q.patch_where(mask, jnp.cos(s * x), fn, (s * x, x))
+
+        def direct(s):
+            return jnp.where(mask, fn(s * x, x), jnp.cos(s * x))
+
+        np.testing.assert_array_equal(np.asarray(jax.jit(patched)(1.3)), np.asarray(direct(1.3)))
+        w = jnp.asarray(rng.uniform(size=n))
+        g1 = jax.jit(jax.grad(lambda s: jnp.sum(w * patched(s))))(1.3)
+        g2 = jax.grad(lambda s: jnp.sum(w * direct(s)))(1.3)
+        np.testing.assert_allclose(float(g1), float(g2), rtol=1e-13)
