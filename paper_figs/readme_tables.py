@@ -472,10 +472,12 @@ def asgl(root) -> str:
             epochs = max(int(k) for e in ent for k in e["condition"]["sg_gram"])
             for a in sorted({e["alpha0"] for e in ent}, reverse=True):
                 by = {e["mode"]: e for e in ent if e["alpha0"] == a}
+                per_seed = ", ".join(
+                    f"{acc:.2f} at learnt alpha {1 / (4 * b):.2g}" for acc, b in
+                    zip(by["asgl"]["test_accuracy"], by["asgl"]["sharpness_final"]))
                 parts.append(f"{t}, alpha {a:.3g}: SGL {by['sgl']['mean']:.3f} ± "
                              f"{by['sgl']['std']:.3f}, ASGL {by['asgl']['mean']:.3f} ± "
-                             f"{by['asgl']['std']:.3f} (learnt alpha "
-                             f"{by['asgl']['alpha_final_median']:.3g})")
+                             f"{by['asgl']['std']:.3f} (seeds: {per_seed})")
         seeds = sorted({len(e["test_accuracy"]) for t in dl["tasks"]
                         for e in dl["tasks"][t]["entries"]})
         text += (f" Four times longer training ({epochs} epochs, `experiments/asgl/long.json`, "
