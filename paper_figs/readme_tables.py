@@ -24,7 +24,9 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
   (``experiments/selection/validation.py analyse``; issue 8).
 * ``lif-kernel-speed`` — ``benchmarks/results/bench_lif_kernels.json`` (issue 9);
 * ``lif-depth`` — ``experiments/lif_depth/results/summary.json`` (issue 9);
-* ``asgl`` — ``paper_figs/asgl/summary.json`` (``python paper_figs/asgl.py``; issue 11);
+* ``asgl`` — ``paper_figs/asgl/summary.json`` (``python paper_figs/asgl.py``) and, for the
+  longer-training arm, ``paper_figs/asgl/long/summary.json`` (``python paper_figs/asgl.py
+  experiments/asgl/results_long --out paper_figs/asgl/long``); issue 11;
 * ``sharding-scaling`` — ``benchmarks/results/bench_sharding.json`` (kernels on 1, 2, 4 forced
   host devices, sharded and on disk, vs the single-device path of the same process).
 
