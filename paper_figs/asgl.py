@@ -12,7 +12,8 @@ Reads the unit files written by ``experiments/asgl/run.py`` and writes
   ``paper_figs/readme_tables.py`` (block ``asgl``) reads it.
 * ``<out>/asgl_accuracy.png``: test accuracy vs width alpha = 1 / (4 beta), SGL vs ASGL, one
   panel per task, and the condition number at initialisation below.
-* ``<out>/asgl_conditioning.png``: condition number of the surrogate Gram over training.
+* ``<out>/asgl_conditioning.png``: condition number of the surrogate Gram over training
+  (a median that is ``inf``, a singular kernel, is not drawn; ``summary.json`` has it).
 * ``<out>/asgl_kernel_grid.png``: condition numbers at initialisation over width x noise rate.
 """
 from __future__ import annotations
