@@ -27,6 +27,7 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
 * ``asgl`` — ``paper_figs/asgl/summary.json`` (``python paper_figs/asgl.py``) and, for the
   longer-training arm, ``paper_figs/asgl/long/summary.json`` (``python paper_figs/asgl.py
   experiments/asgl/results_long --out paper_figs/asgl/long``); issue 11;
+* ``qif`` — ``experiments/qif/results/summary.json`` (``python experiments/qif/run.py``; issue 11);
 * ``sharding-scaling`` — ``benchmarks/results/bench_sharding.json`` (kernels on 1, 2, 4 forced
   host devices, sharded and on disk, vs the single-device path of the same process).
 
@@ -487,6 +488,45 @@ def asgl(root) -> str:
     return "\n".join(lines) + "\n\n" + _wrap(text)
 
 
+def qif(root) -> str:
+    """LIF vs QIF at matched hyper-parameter budgets (experiments/qif/results/summary.json; issue 11)."""
+    d = _load(root, "experiments", "qif", "results", "summary.json")
+    cfg, res = d["config"], d["results"]
+    ls_cfg = cfg["landscape"]
+
+    def pm(e, fmt="{:.3f}"):
+        return fmt.format(e["mean"]) + ("" if e["se"] is None else " ± " + fmt.format(e["se"]))
+
+    lines = ["| task | neuron | chosen lr / beta | test accuracy | hidden spikes / step | loss "
+             f"jumps | jumps > {ls_cfg['large_jump']:g} nats | spike-count changes | roughness "
+             "| gradient increment ratio |", "|" + "---|" * 10]
+    for key in sorted(res):
+        r = res[key]
+        ls = r["landscape"]
+        lines.append(
+            f"| {r['task']} | {r['neuron'].upper()} | {r['chosen']['lr']:g} / {r['chosen']['beta']:g} "
+            f"| {pm(r['test_accuracy'])} | {r['hidden_rate_per_step']:.3f} "
+            f"| {pm(ls['jump_frac'])} | {pm(ls['large_jump_frac'])} "
+            f"| {pm(ls['count_change_frac'])} | {pm(ls['roughness'], '{:.1f}')} "
+            f"| {pm(ls['grad_incr'], '{:.2g}')} |")
+    tr, grid = cfg["train"], cfg["grid"]
+    n_lines = sorted({r["n_lines"] for r in res.values()})
+    text = (f"`python experiments/qif/run.py` ({tr['n_hidden']} hidden, {tr['epochs']} epochs of "
+            f"Adam, batch {tr['batch_size']}, max-over-time readout; the same grid for both "
+            f"neurons, lr {grid['lr']} x beta {grid['beta']}, chosen on validation accuracy with "
+            f"seed {cfg['select_seed']}, then seeds {cfg['seeds']}; accuracy: mean ± standard error over "
+            f"seeds). Landscape (mean ± standard error over lines): "
+            f"{'/'.join(str(n) for n in n_lines)} lines (seeds x "
+            f"{ls_cfg['n_directions']} random filter-normalised directions in the hidden "
+            f"weights) of {ls_cfg['n_points']} points in [-{ls_cfg['radius']:g}, "
+            f"{ls_cfg['radius']:g}], cross-entropy on {ls_cfg['n_examples']} test examples; "
+            "fractions are per grid step. Compute time: "
+            f"{d['unit_seconds']['grid'] / 60:.0f} min grid + {d['unit_seconds']['final'] / 60:.0f} "
+            "min final runs (summed over units) on the shared 2-core CPU. Units in "
+            "`experiments/qif/results/units/`, figure `paper_figs/qif/qif.png`.")
+    return "\n".join(lines) + "\n\n" + _wrap(text)
+
+
 BLOCKS = {
     "selection-validation": selection_validation,
     "surrogate-shapes": surrogate_shapes,
@@ -501,6 +541,7 @@ BLOCKS = {
     "lif-kernel-speed": lif_kernel_speed,
     "lif-depth": lif_depth,
     "asgl": asgl,
+    "qif": qif,
 }
 
 
