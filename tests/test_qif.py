@@ -243,8 +243,9 @@ _TINY = dict(nb_classes=3, nb_units=20, nb_steps=50, nb_samples=150, n_hidden=32
              batch_size=50, lr=1e-2, neuron="qif", reset="subtract")
 
 
-@pytest.mark.parametrize("reset,v_peak,v_reset,detach", [("subtract", None, None, True),
-                                                         ("zero", 10.0, -10.0, False)])
+@pytest.mark.parametrize("reset,v_peak,v_reset,detach", [
+    ("subtract", None, None, True),
+    pytest.param("zero", 10.0, -10.0, False, marks=pytest.mark.slow)])
 def test_gradients_finite(reset, v_peak, v_reset, detach):
     from sgntk import data
     cfg = lif_train.TrainConfig(**{**_TINY, "reset": reset, "v_peak": v_peak,
@@ -328,3 +329,54 @@ def test_bad_input():
             lif.lif_layer(p, x, config=_cfg(**kw))
     with pytest.raises(ValueError, match="neuron must be one of"):
         lif_train.make_lif_config(lif_train.TrainConfig(neuron="adex"))
+
+
+# ----------------------------------------------------------------------------------------
+# The LIF vs QIF study (experiments/qif/run.py).
+# ----------------------------------------------------------------------------------------
+def _study_module():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "experiments", "qif", "run.py")
+    spec = importlib.util.spec_from_file_location("qif_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_landscape_line_metrics():
+    """The study's jump / gradient statistics on lines with known answers: a staircase with 3
+    jumps of 0.5 among 400 steps (roughness 1), a smooth gradient (increment ratio ~ 1e-4) and
+    white noise (ratio ~ 1); a wiggle on every step makes every step a jump."""
+    mod = _study_module()
+    a = np.linspace(-1, 1, 401)
+    stairs = np.floor((a + 1) * 2.0 - 1e-9).clip(0) * 0.5
+    rng = np.random.default_rng(0)
+    line = dict(loss=stairs, grad=np.sin(np.pi * a), count=np.floor((a + 1) * 2.0 - 1e-9).clip(0))
+    m = mod.line_metrics(line, large_jump=0.1)
+    assert m["jump_frac"] == 3 / 400 and m["large_jump_frac"] == 3 / 400
+    assert m["count_change_frac"] == 3 / 400 and m["roughness"] == 1.0
+    assert m["grad_incr"] < 1e-3
+    noisy = mod.line_metrics(dict(loss=stairs + 0.01 * np.sin(40 * a), grad=rng.normal(size=401),
+                                  count=line["count"]), large_jump=0.1)
+    assert noisy["jump_frac"] == 1.0 and noisy["roughness"] > 1.0
+    assert 0.8 < noisy["grad_incr"] < 1.2
+
+
+@pytest.mark.slow
+def test_study_smoke(tmp_path):
+    """experiments/qif/run.py --smoke runs, writes one file per unit and resumes."""
+    import os
+
+    mod = _study_module()
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    files = sorted(os.listdir(tmp_path / "units"))
+    assert len(files) == 4  # 1 grid point x 2 neurons, 1 seed x 2 neurons
+    mtimes = [os.path.getmtime(tmp_path / "units" / n) for n in files]
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    assert mtimes == [os.path.getmtime(tmp_path / "units" / n) for n in files]
+    with open(tmp_path / "summary.json") as f:
+        import json
+        s = json.load(f)
+    assert set(s["results"]) == {"randman/lif", "randman/qif"}
