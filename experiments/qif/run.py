@@ -33,6 +33,11 @@ neighbouring grid points is a discontinuity (a jump). Reported per line:
 * ``large_jump_frac``: fraction of grid steps with ``|Delta L| > large_jump`` (nats);
 * ``count_change_frac``: fraction of grid steps where the total number of hidden spikes
   changes (a spike (dis)appears rather than only moves) -- the paper's mechanism;
+* ``example_jump_frac`` / ``example_count_change_frac``: the same per example (the mean
+  over ``n_examples`` saturates ``jump_frac``): fraction of (grid step, example) pairs where that
+  example's loss changes / its hidden spike count changes; ``example_shift_frac``: its loss
+  changes while its count does not (spikes only moved) -- after Wenig et al.'s single-sample
+  landscapes;
 * ``roughness``: total variation over range, ``sum |Delta L| / (max L - min L)`` (1 for a
   monotone line, large for a fragmented one);
 * ``grad_var``: variance of ``g`` along the line, and ``grad_incr`` =
@@ -120,24 +125,42 @@ def landscape_line(params, direction, xs, ys, *, lif_config, alphas, chunk: int 
         def f(t):
             p = jax.tree_util.tree_map(lambda w, d: w + t * d, params, direction)
             out = lif.snn_apply(p, xs, config=lif_config)
-            ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, ys).mean()
-            return ce, sum(s.sum() for s in out.spikes)
-        (ce, count), (g, _) = jax.jvp(f, (a,), (jnp.ones_like(a),))
-        return ce, g, count
+            ce_ex = optax.softmax_cross_entropy_with_integer_labels(out.logits, ys)
+            count_ex = sum(s.sum(axis=(1, 2)) for s in out.spikes)
+            return ce_ex.mean(), (ce_ex, count_ex)
+        (ce, aux), (g, _) = _jvp_aux(f, a)
+        return ce, g, aux[1].sum(), aux[0], aux[1]
 
     fn = jax.jit(jax.vmap(point))
     res = [fn(jnp.asarray(alphas[i:i + chunk], jnp.float32)) for i in range(0, len(alphas), chunk)]
-    loss, grad, count = (np.concatenate([np.asarray(r[j]) for r in res]) for j in range(3))
-    return dict(loss=loss, grad=grad, count=count)
+    loss, grad, count, loss_ex, count_ex = (np.concatenate([np.asarray(r[j]) for r in res])
+                                            for j in range(5))
+    return dict(loss=loss, grad=grad, count=count, loss_examples=loss_ex,
+                count_examples=count_ex)
+
+
+def _jvp_aux(f, a):
+    """``((f(a)[0], aux), (d f(a)[0] / da, None))`` for ``f`` returning ``(value, aux)``."""
+    value, tangent, aux = jax.jvp(f, (a,), (jnp.ones_like(a),), has_aux=True)
+    return (value, aux), (tangent, None)
 
 
 def line_metrics(line: dict, *, large_jump: float) -> dict:
-    """Jump and gradient statistics of one line (module docstring)."""
+    """Jump and gradient statistics of one line (module docstring); with per-example arrays
+    ``loss_examples`` / ``count_examples`` ``(n_points, n_examples)`` also the per-example
+    fractions."""
     dl = np.diff(line["loss"].astype(np.float64))
     g = line["grad"].astype(np.float64)
     rng = float(np.max(line["loss"]) - np.min(line["loss"]))
     var_g = float(np.var(g))
-    return dict(jump_frac=float(np.mean(dl != 0)),
+    extra = {}
+    if "loss_examples" in line:
+        jump_ex = np.diff(line["loss_examples"], axis=0) != 0
+        count_ex = np.diff(line["count_examples"], axis=0) != 0
+        extra = dict(example_jump_frac=float(np.mean(jump_ex)),
+                     example_count_change_frac=float(np.mean(count_ex)),
+                     example_shift_frac=float(np.mean(jump_ex & ~count_ex)))
+    return dict(**extra, jump_frac=float(np.mean(dl != 0)),
                 large_jump_frac=float(np.mean(np.abs(dl) > large_jump)),
                 count_change_frac=float(np.mean(np.diff(line["count"]) != 0)),
                 roughness=float(np.sum(np.abs(dl)) / rng) if rng > 0 else 1.0,
@@ -172,7 +195,7 @@ def train_unit(config: dict, *, landscape: dict | None = None) -> dict:
             line = landscape_line(params, d, xs, ys, lif_config=lc, alphas=alphas,
                                   chunk=ls["chunk"])
             metrics.append(line_metrics(line, large_jump=ls["large_jump"]))
-            lines.append({k2: v.tolist() for k2, v in line.items()})
+            lines.append({k2: line[k2].tolist() for k2 in ("loss", "grad", "count")})
         out["landscape"] = dict(alphas=alphas.tolist(), lines=lines, metrics=metrics)
     out["seconds"] = time.perf_counter() - t0
     out["versions"] = versions()
