@@ -24,7 +24,7 @@ with ``E[w_i^2] = 1``. The mixed expectation is ``p_u(theta) E[psi'(v - theta) |
     E[delta(u - theta) psi'(v - theta)] = N(theta; 0, a) E_{w ~ N(r theta/a - theta, b - r^2/a)}[psi'(w)]
 
 (``a -> a + 1/(2 m^2)`` for the smoothed delta of sharpness ``m``, exact). The orthant
-probability is :func:`bvn_upper` (Genz's BVNU); ``E[psi' psi']`` a nested 1-D quadrature.
+probability is :func:`bvn_upper` (Genz's BVNU); ``E[psi' psi']`` :func:`surrogate_pair_expectation`.
 
 Depth (GitHub issue 9). ``L >= 1`` hidden LIF layers of width ``N -> inf``, NTK
 parameterisation, all raw weights iid ``N(0, 1)``: layer ``l`` gets the drive ``d^l[s] =
@@ -61,8 +61,10 @@ Cost. Per (input pair, time pair, layer): one orthant probability, one mixed exp
 (closed form or a 32-218 term scale-mixture sum, :mod:`._fast`) and, below the top layer,
 ``O(T)`` for the two ``T x T`` products with ``K``. ``K(x, x)`` is evaluated once per
 unordered input pair (the orthant probabilities and ``C`` are symmetric; the mixed
-expectation is evaluated for both orientations). The surrogate Gram keeps the nested
-quadrature of :func:`surrogate_pair_expectation` (slow for the quadrature shapes).
+expectation is evaluated for both orientations). The surrogate Gram's ``E[psi' psi']`` is a sum
+over the profile's Gaussian bumps with one conditional moment each for the scale-mixture shapes
+and gaussian / erf (:func:`._fast.surrogate_pair_fast`), a nested quadrature for triangular and
+rectangular (:func:`surrogate_pair_expectation`).
 Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
 Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
@@ -104,7 +106,7 @@ from .. import surrogates as _sg
 from .._util import check_int
 from .._x64 import float64
 from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
-from ._fast import bvn_upper_fast, conditional_moment_fast
+from ._fast import PAIR_SHAPES, bvn_upper_fast, conditional_moment_fast, surrogate_pair_fast
 
 __all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
            "surrogate_pair_expectation", "membrane_covariance", "lif_kernel_fn", "lif_kernels"]
@@ -288,6 +290,31 @@ def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=
 
 def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
     """``E[psi'(u - theta) psi'(v - theta)]``, ``(u, v) ~ N(0, [[a, r], [r, b]])``.
+
+    For the scale-mixture shapes and gaussian / erf (:data:`._fast.PAIR_SHAPES`) a sum over
+    the profile's Gaussian bumps, each with one conditional moment
+    (:func:`._fast.surrogate_pair_fast`); for triangular, rectangular and straight-through
+    the nested quadrature of :func:`_nested_pair_expectation` (there the inner moment is a
+    closed form). Exact on the degenerate ``a = 0``. Test:
+    ``test_surrogate_pair_expectation_vs_dblquad`` (``scipy.integrate.dblquad``), and the
+    two routes against each other (``test_pair_routes_agree``).
+    """
+    if surrogate.shape not in PAIR_SHAPES:
+        return _nested_pair_expectation(a, b, r, theta, surrogate)
+    a, b, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r)))
+    ok = a > 0
+    sa = jnp.where(ok, a, 1.0)
+    moment = functools.partial(_conditional_moment, surrogate, scale=b,
+                               moment=conditional_moment_fast)
+    val = surrogate_pair_fast(surrogate, sa, b, jnp.where(ok, r, 0.0), theta,
+                              lambda mean, var: moment(mean, var))
+    degenerate = surrogate.derivative(-theta) * _conditional_moment(surrogate, -theta, b, 1.0)
+    return jnp.where(ok, val, degenerate)
+
+
+def _nested_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
+    """:func:`surrogate_pair_expectation` by nested quadrature (every shape; the reference
+    route of :func:`_reference_kernel_fn`).
 
     Nested quadrature: ``E_u[psi'(u - theta) E[psi'(v - theta) | u]]`` with ``v | u ~ N(r u/a,
     b - r^2/a)``; the inner moment is :func:`sgntk.surrogates.gaussian_moment` (closed form
@@ -560,7 +587,7 @@ def _reference_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequ
         if "sg_gram" in get:
             small = 256 if sur.shape in _CLOSED_INNER else 2
             out["sg_gram"] = p + contract(
-                lambda a_, b_, r_: r_ * surrogate_pair_expectation(a_, b_, r_, theta, sur),
+                lambda a_, b_, r_: r_ * _nested_pair_expectation(a_, b_, r_, theta, sur),
                 max(1, min(batch_size, small)))
         return LIFKernel(**{k: out[k] for k in get})
 
@@ -593,8 +620,10 @@ def lif_kernels(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET, s
       spike_sharpness: None for the exact Dirac true derivative, or the sharpness ``m`` of
         :func:`true_spike_derivative` (to compare with finite networks / Monte Carlo).
         Old name ``m=`` (deprecated).
-      get: subset of :data:`KERNELS`. ``sg_gram`` costs a 2-D quadrature per (t, t') entry
-        (slow for surrogates without closed-form Gaussian moments, e.g. fast_sigmoid).
+      get: subset of :data:`KERNELS`. ``sg_gram`` costs per (t, t') entry one conditional
+        moment per Gaussian bump of the profile (1 for gaussian / erf, 32-218 for the
+        scale-mixture shapes, each moment 1-218 terms), a nested 1-D quadrature for
+        triangular and rectangular.
       chunk: time-pair entries per vectorised block (memory).
       depth: number of hidden LIF layers (>= 1; recursion in the module docstring).
       mesh: None (default: one device, one call) or a ``jax.sharding.Mesh`` / ``"all"``: input
