@@ -20,6 +20,12 @@ relative standard error ``e`` over the SG-NTK entries, and the time to reach 1 %
 
     python benchmarks/bench_lif_kernels.py                        # P, T = 100, 100 and 500, 50
     python benchmarks/bench_lif_kernels.py --sizes 40x50 --shapes gaussian fast_sigmoid
+    python benchmarks/bench_lif_kernels.py --gram     # the surrogate Gram: bump sum vs nested
+
+``--gram`` times the surrogate Gram alone (``which=("sg_gram",)``, ``K(X, X)``, P = 8, T = 20)
+for every shape of ``_fast.PAIR_SHAPES`` next to the nested quadrature it replaced
+(``analytic._reference_kernel_fn``, P = 2, T = 6: ~5e6 profile evaluations per entry for the
+scale-mixture shapes) and writes ``benchmarks/results/bench_lif_gram.{txt,json}``.
 
 Writes ``benchmarks/results/bench_lif_kernels.{txt,json}``. The 2-core machine is shared:
 compare the ratios, which are measured in the same run, not the seconds.
@@ -109,6 +115,46 @@ def bench_mc(P, T, n_neurons, max_entries):
                 seconds_to_1pct=t1, rate=p_used**2 * T**2 / t1, unit="entries/s at 1 % stderr")
 
 
+def bench_gram(shape, P, T, reference=False):
+    from sgntk import lif_kernels as LK
+    from sgntk.lif_kernels import analytic
+    x = _inputs(P, T, seed=1)
+    cfg = _config(shape)
+    if reference:
+        with jax.enable_x64(True):
+            c64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), cfg)
+            fn = jax.jit(analytic._reference_kernel_fn(which=("sg_gram",)))
+            cold, warm = _warm(lambda: fn(x, x, c64, jnp.ones(T), 1.0, 0.2, 1.0, None).sg_gram)
+    else:
+        cold, warm = _warm(lambda: LK.lif_kernels(x, config=cfg, sigma_b=0.2,
+                                                  which=("sg_gram",)).sg_gram)
+    return dict(route="sg_gram " + ("nested (reference)" if reference else "bump sum"),
+                shape=shape, P=P, P_used=P, T=T, cold_s=cold, warm_s=warm,
+                rate=P**2 * T**2 / warm, unit="entries/s")
+
+
+def main_gram(out):
+    from sgntk._util import write_json
+    from sgntk.lif_kernels import _fast
+    rows, lines = [], [f"bench_lif_kernels --gram (JAX {jax.__version__}, {os.cpu_count()} CPUs, "
+                       f"load {os.getloadavg()[0]:.1f} at start); entries = input pairs x time "
+                       "pairs of K(X, X), surrogate Gram only"]
+    for shape in _fast.PAIR_SHAPES:
+        new = bench_gram(shape, 8, 20)
+        ref = bench_gram(shape, 2, 6, reference=True)
+        new["speedup_vs_nested"] = new["rate"] / ref["rate"]
+        rows += [new, ref]
+        lines.append(f"{shape:<16} bump sum {new['rate'] / 1e6:8.4f} M entries/s (P=8, T=20, warm "
+                     f"{new['warm_s']:.2f} s)   nested {ref['rate'] / 1e6:8.5f} M entries/s (P=2, "
+                     f"T=6, warm {ref['warm_s']:.2f} s)   {new['speedup_vs_nested']:8.1f}x")
+        print(lines[-1], flush=True)
+    lines.append(f"load {os.getloadavg()[0]:.1f} at end")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "bench_lif_gram.txt"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    write_json(os.path.join(out, "bench_lif_gram.json"), dict(rows=rows))
+
+
 def main(argv=None):
     from sgntk import surrogates
     from sgntk._util import write_json
@@ -122,7 +168,10 @@ def main(argv=None):
     p.add_argument("--mc-neurons", type=int, default=4096)
     p.add_argument("--mlp-n", type=int, default=1000)
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--gram", action="store_true", help="time the surrogate Gram routes only")
     args = p.parse_args(argv)
+    if args.gram:
+        return main_gram(args.out)
     rows = []
     lines = [f"bench_lif_kernels (JAX {jax.__version__}, {os.cpu_count()} CPUs, load "
              f"{os.getloadavg()[0]:.1f} at start)"]
