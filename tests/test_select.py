@@ -147,9 +147,10 @@ def test_validation_trainer_equals_lif_train():
     assert runs[0]["history"]["loss"][0] == pytest.approx(hist["loss"][0], rel=1e-5)
 
 
-@pytest.mark.parametrize("shape", ["triangular", "exponential", "fast_sigmoid", "rectangular",
-                                   "sigmoid", "gaussian", "cauchy", "q_pseudo_spike", "erf",
-                                   "straight_through"])
+@pytest.mark.parametrize("shape", [  # the five heaviest (measured) run with -m slow
+    "rectangular", "sigmoid", "gaussian", "erf", "straight_through",
+    *[pytest.param(s, marks=pytest.mark.slow) for s in
+      ("triangular", "exponential", "fast_sigmoid", "cauchy", "q_pseudo_spike")]])
 def test_evaluate_point_every_shape(shape):
     x, y = _circle(8)
     r = select.evaluate_point(select.MLPNetwork(depth=1, activation="sign"), x, y,
