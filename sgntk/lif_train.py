@@ -92,6 +92,7 @@ class TrainConfig:
     surrogate: str = "fast_sigmoid"
     beta: float = 10.0
     dampening: float = 1.0
+    tail: float | None = None     # q of q_pseudo_spike (> 1); None: its default q = 2
     # init
     init: str = "fluctuation"
     target_mean: float = 0.0
@@ -134,7 +135,7 @@ def make_lif_config(cfg: TrainConfig) -> _lif.LIFConfig:
     """The :class:`sgntk.lif.LIFConfig` of a :class:`TrainConfig` (validated)."""
     name = _sg.canonical_shape(cfg.surrogate)
     sharp = cfg.beta / 2.0 if name == "fast_sigmoid" else cfg.beta
-    sur = _sg.get(name, sharpness=sharp, dampening=cfg.dampening)
+    sur = _sg.get(name, sharpness=sharp, dampening=cfg.dampening, tail=cfg.tail)
     return _lif.LIFConfig(tau_mem=cfg.tau_mem, tau_syn=cfg.tau_syn, tau_readout=cfg.tau_readout,
                           threshold=cfg.threshold, dt=cfg.dt, surrogate=sur, reset=cfg.reset,
                           detach_reset=cfg.detach_reset, readout=cfg.readout,

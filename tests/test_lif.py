@@ -448,6 +448,18 @@ def test_superspike_beta_convention():
                                rtol=1e-6)
 
 
+def test_tail_reaches_the_q_pseudo_spike_surrogate():
+    """TrainConfig(tail=q) trains q_pseudo_spike with psi'(x) = (1 + 2 beta |x| / (q - 1))^-q;
+    a tail for another shape is an error naming the parameter."""
+    c = lif_train.make_lif_config(lif_train.TrainConfig(surrogate="q_pseudo_spike", beta=3.0,
+                                                        tail=4.0))
+    x = jnp.array([0.0, 0.1, -0.7])
+    np.testing.assert_allclose(c.surrogate.derivative(x),
+                               (1.0 + 2.0 * 3.0 * jnp.abs(x) / 3.0) ** -4.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="tail"):
+        lif_train.make_lif_config(lif_train.TrainConfig(surrogate="fast_sigmoid", tail=4.0))
+
+
 @pytest.mark.slow
 def test_randman_reference_accuracy(tmp_path):
     s = lif_train.train_randman(lif_train.TrainConfig(seed=0), out_dir=tmp_path, progress=False)

@@ -83,8 +83,8 @@ def train_config(point: dict, spec: dict, seed: int):
     """:class:`sgntk.lif_train.TrainConfig` of one grid point (sgntk surrogate parameters).
 
     TrainConfig takes SuperSpike's beta for fast_sigmoid (sharpness = beta / 2) and the
-    sharpness itself for other shapes; ``tail`` is not a TrainConfig field, so q_pseudo_spike
-    trains with its default tail q = 2.
+    sharpness itself for other shapes; ``tail`` (q_pseudo_spike's q) is passed when the point
+    has one.
     """
     from sgntk import lif_train
 
@@ -95,7 +95,8 @@ def train_config(point: dict, spec: dict, seed: int):
         sigma_w=point["sigma_w"], threshold=point["threshold"], reset=point["reset"],
         detach_reset=point["detach_reset"], recurrent=point["recurrent"], init=tr["init"],
         readout=tr["readout"], lr=tr["lr"], batch_size=tr["batch_size"], epochs=tr["epochs"],
-        seed=seed)
+        seed=seed, **({"tail": point["tail"]} if point.get("tail") is not None
+                      and point["shape"] == "q_pseudo_spike" else {}))
 
 
 # ----------------------------------------------------------------------------- units
