@@ -323,6 +323,13 @@ def selection_validation(root) -> str:
                 + f" | {a['best_measured_rank']} of {d['n_configs']} | "
                 + (f"{loss['rho']:+.2f} [{loss['ci95'][0]:+.2f}, {loss['ci95'][1]:+.2f}]"
                    if loss else "-") + " |")
+        pc = d.get("predictor_choice")
+        if pc:
+            b, a = pc["half_B"], pc["all"]
+            lines.append(
+                f"| {task} | {d['n_configs']} x {len(d['seeds'])} | {pc['chosen']} (chosen on "
+                f"{pc['chosen_on']}) | {a['rho']:+.2f} [{a['ci95'][0]:+.2f}, {a['ci95'][1]:+.2f}] | "
+                f"{b['rho']:+.2f} [{b['ci95'][0]:+.2f}, {b['ci95'][1]:+.2f}] (n = {b['n']}) | - | - |")
         q = d["questions"]
         bits = []
         for cond, what in (("ff_detached", "feed-forward, detached reset"),
@@ -497,17 +504,19 @@ def qif(root) -> str:
     def pm(e, fmt="{:.3f}"):
         return fmt.format(e["mean"]) + ("" if e["se"] is None else " ± " + fmt.format(e["se"]))
 
-    lines = ["| task | neuron | chosen lr / beta | test accuracy | hidden spikes / step | loss "
-             f"jumps | jumps > {ls_cfg['large_jump']:g} nats | spike-count changes | roughness "
-             "| gradient increment ratio |", "|" + "---|" * 10]
+    lines = ["| task | neuron | chosen lr / beta | test accuracy | hidden spikes / step | "
+             "per-example loss jumps | of which spikes only moved | per-example spike-count "
+             f"changes | batch-loss jumps > {ls_cfg['large_jump']:g} nats | roughness "
+             "| gradient increment ratio |", "|" + "---|" * 11]
     for key in sorted(res):
         r = res[key]
         ls = r["landscape"]
         lines.append(
             f"| {r['task']} | {r['neuron'].upper()} | {r['chosen']['lr']:g} / {r['chosen']['beta']:g} "
             f"| {pm(r['test_accuracy'])} | {r['hidden_rate_per_step']:.3f} "
-            f"| {pm(ls['jump_frac'])} | {pm(ls['large_jump_frac'])} "
-            f"| {pm(ls['count_change_frac'])} | {pm(ls['roughness'], '{:.1f}')} "
+            f"| {pm(ls['example_jump_frac'])} | {pm(ls['example_shift_frac'])} "
+            f"| {pm(ls['example_count_change_frac'])} | {pm(ls['large_jump_frac'])} "
+            f"| {pm(ls['roughness'], '{:.1f}')} "
             f"| {pm(ls['grad_incr'], '{:.2g}')} |")
     tr, grid = cfg["train"], cfg["grid"]
     n_lines = sorted({r["n_lines"] for r in res.values()})
@@ -520,7 +529,7 @@ def qif(root) -> str:
             f"{ls_cfg['n_directions']} random filter-normalised directions in the hidden "
             f"weights) of {ls_cfg['n_points']} points in [-{ls_cfg['radius']:g}, "
             f"{ls_cfg['radius']:g}], cross-entropy on {ls_cfg['n_examples']} test examples; "
-            "fractions are per grid step. Compute time: "
+            "fractions are per grid step (per-example: per grid step and example). Compute time: "
             f"{d['unit_seconds']['grid'] / 60:.0f} min grid + {d['unit_seconds']['final'] / 60:.0f} "
             "min final runs (summed over units) on the shared 2-core CPU. Units in "
             "`experiments/qif/results/units/`, figure `paper_figs/qif/qif.png`.")

@@ -317,6 +317,9 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None,
         per_diag[f"minus_predicted_loss_{name}"] = select.spearman(
             [-r["by_kernel"][name]["predicted_loss"] for r in rows], acc)
     fitted = fitted_score(rows, fit=None if reference is None else reference.get("fitted") or None)
+    choice_of_predictor = choose_predictor(
+        rows, chosen=None if reference is None else
+        reference.get("predictor_choice", {}).get("chosen"))
     within = {}
     for cond in ("ff_detached", "ff_diff", "rec_detached", "rec_diff"):
         rs = [r for r in rows if ("rec" if r["point"]["recurrent"] else "ff")
@@ -327,10 +330,48 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None,
                                 hc_score=select.spearman([r["hc_score"] for r in rs], a))
     return dict(task=task, n_configs=len(rows), seeds=spec["seeds"],
                 fixed_epoch=spec["fixed_epoch"], kernel=kernel, fitted=fitted,
+                predictor_choice=choice_of_predictor,
                 within_condition=within,
                 kernel_choice_half_A=choice, rows=rows,
                 correlations=select.validation_table(rows, seed=0),
                 single_diagnostics_vs_accuracy=per_diag, questions=questions(rows))
+
+
+# Candidate predictors, each oriented before looking at any result so that larger predicts a
+# higher accuracy. ``unit_backward_gain``: minus |log10| of the mean-field backward gain over the
+# T steps (sgntk.diagnostics; the surrogate gradient should neither vanish nor explode, the
+# principle of Herranz-Celotti & Rouat's condition, here with the whole unrolled network).
+PREDICTORS = {
+    "score": lambda r: r["score"],
+    "minus_predicted_loss": lambda r: -r["predicted_loss"],
+    "unit_backward_gain": lambda r: -abs(r["diagnostics"].get("backward_log10_gain", np.nan)),
+    "hc_score": lambda r: r["hc_score"],
+}
+
+
+def choose_predictor(rows, *, chosen: str | None = None) -> dict:
+    """The candidate of :data:`PREDICTORS` with the highest Spearman correlation with test
+    accuracy on half A (or ``chosen``, the first task's choice, unchanged), evaluated on half B
+    (and on all rows) with bootstrap 95 % intervals, next to the Herranz-Celotti baseline."""
+    from sgntk import select
+
+    def rho(name, part):
+        return select.spearman([PREDICTORS[name](r) for r in part],
+                               [r["test_accuracy"] for r in part])
+
+    a = [r for r in rows if r["half"] == "A"]
+    b = [r for r in rows if r["half"] == "B"]
+    half_a = {name: rho(name, a) for name in PREDICTORS}
+    if chosen is None:
+        chosen = max(half_a, key=lambda k: half_a[k] if np.isfinite(half_a[k]) else -np.inf)
+
+    def boot(name, part):
+        return select.bootstrap_spearman([PREDICTORS[name](r) for r in part],
+                                         [r["test_accuracy"] for r in part])
+
+    return dict(half_A=half_a, chosen=chosen, chosen_on="randman half A",
+                half_B=boot(chosen, b), half_B_hc=boot("hc_score", b),
+                all=boot(chosen, rows), all_hc=boot("hc_score", rows))
 
 
 FEATURES = ("score_sg_gram", "score_sgntk", "backward_explosion", "hc_score",
