@@ -10,9 +10,10 @@ Reads ``summary.json`` and the final units written by ``experiments/qif/run.py``
 * the cross-entropy along one random filter-normalised direction in the hidden weights of the
   seed-0 networks (piecewise constant in discrete time for both neurons);
 * the surrogate directional derivative along the same line;
-* the landscape statistics (mean and standard error over seeds x directions): fraction of grid
-  steps with a loss jump, with a jump > ``large_jump`` nats, with a change of the hidden spike
-  count, and the gradient increment ratio ``mean (Delta g)^2 / (2 var g)``.
+* the landscape statistics (mean and standard error over seeds x directions): fraction of
+  (grid step, example) pairs where the example's loss jumps, where it jumps while the example's
+  hidden spike count stays (spikes only moved), where the count changes, and the gradient
+  increment ratio ``mean (Delta g)^2 / (2 var g)``.
 """
 import argparse
 import json
@@ -27,8 +28,9 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 COLORS = {"lif": "tab:blue", "qif": "tab:orange"}
-METRICS = [("jump_frac", "loss jumps"), ("large_jump_frac", "jumps > thr"),
-           ("count_change_frac", "count changes"), ("grad_incr", "grad incr.")]
+METRICS = [("example_jump_frac", "loss jumps\n(per example)"),
+           ("example_shift_frac", "spikes only\nmoved"),
+           ("example_count_change_frac", "count\nchanges"), ("grad_incr", "grad incr.")]
 
 
 def main(argv=None):
