@@ -162,3 +162,24 @@ def test_evaluate_point_every_shape(shape):
     assert np.isfinite(r["hc_gain"]) and r["point"]["shape"] == shape
     with pytest.raises(ValueError, match="optimizer"):
         select.evaluate_point(select.MLPNetwork(), x, y, surrogate=shape, optimizer="rmsprop")
+
+
+def test_validation_chooses_the_predictor_on_half_a_only():
+    """choose_predictor picks the candidate best on half A (here the backward gain's distance
+    from 1, which orders half A exactly); half B does not influence the choice, and a given
+    choice (the first task's) is kept."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments", "selection"))
+    import validation as V
+    rows = []
+    for i in range(12):
+        half = "AB"[i % 2]
+        acc = 0.1 + 0.05 * i
+        gain = 2.0 - acc if half == "A" else acc   # -|gain|: perfect on A, reversed on B
+        rows.append(dict(half=half, test_accuracy=acc, score=0.0 if half == "A" else acc,
+                         predicted_loss=-acc if half == "B" else 1.0, hc_score=float(i % 3),
+                         diagnostics={"backward_log10_gain": gain}))
+    res = V.choose_predictor(rows)
+    assert res["chosen"] == "unit_backward_gain"
+    assert res["half_A"]["unit_backward_gain"] == pytest.approx(1.0)
+    assert res["half_B"]["rho"] == pytest.approx(-1.0)
+    assert V.choose_predictor(rows, chosen="score")["half_B"]["rho"] == pytest.approx(1.0)
