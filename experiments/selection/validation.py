@@ -8,6 +8,9 @@ Usage::
     python experiments/selection/validation.py all                 # the three in order
     python experiments/selection/validation.py all --smoke         # tiny, CI-sized
     python experiments/selection/validation.py train --ray --workers 2   # units as Ray tasks
+    python experiments/selection/validation.py all --task randman --config experiments/selection/blind.json \
+        --out experiments/results/selection-blind \
+        --reference experiments/results/selection/randman/validation.json   # blind check
 
 Config: ``experiments/selection/validation.json`` (the only copy: seeds, training settings,
 tasks, the list of configurations). Every (task, configuration, seed) training run and every
@@ -473,6 +476,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--kernel", default=None, choices=["sgntk", "sg_gram"],
                     help="kernel of the score (default: chosen on half A of the randman grid)")
+    ap.add_argument("--reference", default=None,
+                    help="validation.json whose kernel and predictor choices are used unchanged "
+                         "(a blind check on new configurations, e.g. --config blind.json)")
     from sgntk import runner
     runner.add_executor_arguments(ap)   # --ray, --ray-address ADDR, --workers N
     args = ap.parse_args(argv)
@@ -497,7 +503,10 @@ def _run_phases(spec, args, tasks, phases, out, executor) -> None:
                       f"{r.seconds:.0f} s", flush=True)
             else:
                 ref = None
-                if task != "randman":  # second task: the randman choices, nothing refitted
+                if args.reference:     # choices made elsewhere (blind check)
+                    with open(args.reference) as f:
+                        ref = json.load(f)
+                elif task != "randman":  # second task: the randman choices, nothing refitted
                     with open(os.path.join(out, "randman", "validation.json")) as f:
                         ref = json.load(f)
                 res = analyse(spec, task, out, kernel=args.kernel, reference=ref)
