@@ -408,8 +408,8 @@ def _membrane_adjoint_sq(x, w_in, w_rec, a, cfg):
                 st = _lif.LIFState(st.current, st.membrane + e)
                 return _lif.lif_step(st, d, cfg, w_rec=w_rec)
 
-            z = jnp.zeros((width,), x.dtype)
-            _, (_, u) = jax.lax.scan(step, _lif.LIFState(z, z), (drive, eps))
+            state0 = _lif.initial_state(width, cfg, dtype=x.dtype)   # rest (LIF or QIF)
+            _, (_, u) = jax.lax.scan(step, state0, (drive, eps))
             return jnp.dot(a, u[-1])
 
         return jnp.mean(jax.grad(out)(jnp.zeros((T, width), x.dtype)) ** 2, -1)

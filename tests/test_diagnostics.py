@@ -190,6 +190,18 @@ def test_lif_backward_gain_exact_explosion():
     assert float(det.log10_total) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_lif_backward_gain_qif_starts_at_rest():
+    """QIF neurons without input stay at their stable rest V = 0 (phase 2 atan(-1/2)), where the
+    exact flow of tau dV/dt = V (V - 1) contracts by exp(-dt/tau) per step: g(t) =
+    exp(-2 (T-1-t) dt/tau) (a start at V = 1/2, i.e. phase 0, would drift and differ)."""
+    T = 12
+    x = np.zeros((2, T, 5))
+    cfg = lif.LIFConfig(neuron="qif", reset="subtract", threshold=1.0,
+                        surrogate=surrogates.get("fast_sigmoid", sharpness=5.0))
+    bg = D.lif_backward_gain(x, config=cfg, sigma_w=2.0, width=8, n_networks=2)
+    np.testing.assert_allclose(bg.gain, np.exp(-0.2 * (T - 1 - np.arange(T))), rtol=1e-10)
+
+
 def test_herranz_celotti_gain_closed_form():
     x = (np.random.default_rng(13).random((4, 20, 6)) < 0.2).astype(float)
     b = float(lif.decay(10.0, 1.0))
