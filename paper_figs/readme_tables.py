@@ -349,6 +349,23 @@ def selection_validation(root) -> str:
                             f"{q[k]['spread']:.3f} ({len(q[k]['accuracy'])} configurations)")
         if bits:
             notes.append(f"{task}: " + "; ".join(bits) + ".")
+    blind = os.path.join(root, "experiments", "results", "selection-blind", "randman",
+                         "validation.json")
+    if os.path.exists(blind):   # new configurations, every choice taken from randman unchanged
+        d = _load(root, "experiments", "results", "selection-blind", "randman", "validation.json")
+        pc, c = d["predictor_choice"], d["correlations"]["all"]
+        for label, r in ((f"{pc['chosen']} (randman's choice)", pc["all"]),
+                         (f"SG-NTK score ({d['kernel']})", c["score"]["vs_accuracy"]),
+                         ("Herranz-Celotti", pc["all_hc"])):
+            lines.append(f"| randman, blind: {d['n_configs']} new configurations | "
+                         f"{d['n_configs']} x {len(d['seeds'])} | {label} | {r['rho']:+.2f} "
+                         f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] | - | - | - |")
+        flat = sum(abs(r["diagnostics"]["backward_log10_gain"]) < 1e-12 for r in d["rows"])
+        notes.append(f"Blind set: the backward gain is exactly 1 (no growth over T) for {flat} of "
+                     f"the {d['n_configs']} new configurations, so the chosen predictor only "
+                     "separates the exploding ones (its bootstrap interval is not meaningful: "
+                     "resamples without an exploding configuration have no defined rank "
+                     "correlation and are dropped).")
     if len(lines) == 2:
         raise ValueError("no experiments/results/selection/*/validation.json")
     return "\n".join(lines) + "\n\n" + _wrap(" ".join(notes))
