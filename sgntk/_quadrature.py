@@ -896,8 +896,9 @@ def piecewise_pair_expectation(shape, a, b, r):
     over ``theta = asin(rho)``, 16 nodes; per pair 16 ``exp`` + 16 ``expm1`` (rectangular) or
     16 ``exp`` + 48 ``expm1`` (triangular), 5e-12 relative). The rest (the diagonal, nearly
     parallel inputs): :func:`piecewise_pair_quadrature` (``pieces x 8`` conditional moments),
-    gathered by :func:`patch_where` (their own cost only, in chunks of 2048). The closed form is one fused elementwise loop (working set: the inputs and the
-    output); the quadrature route runs in batches of 65536.
+    gathered by :func:`patch_where` (their own cost only, in chunks of 2048). The closed
+    form is one fused elementwise loop (working set: the inputs and the output); the
+    quadrature route runs in batches of 65536.
     Derivatives in ``a, b, r`` are finite everywhere, also on the diagonal.
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
