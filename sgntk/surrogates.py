@@ -323,7 +323,12 @@ def _centred_moment(shape, power, v, tail):
         x = 1.0 / jnp.sqrt(2.0 * jnp.maximum(v, 1e-200))
         if shape == "rectangular":
             return _quadrature.erf_fast(0.5 * x)
-        return _quadrature.erf_fast(x) + jnp.expm1(-x * x) / (x * _SQRT_PI)
+        # x -> 0 (v -> inf, or v overflowing to inf): the two terms cancel to (x - x^3/6)/sqrt(pi)
+        # + O(x^5); the series below x = 1e-4 (and no 0/0 at x = 0).
+        small = x < 1e-4
+        xs = jnp.where(small, 1.0, x)
+        return jnp.where(small, (x - x**3 / 6.0) / _SQRT_PI,
+                         _quadrature.erf_fast(xs) + jnp.expm1(-xs * xs) / (xs * _SQRT_PI))
     out = _closed_form(shape, power, jnp.zeros_like(v), v, tail)
     if out is None:
         out = _quadrature.centered_expectation(_powered_profile(shape, tail, power), v)
