@@ -80,6 +80,7 @@ def test_kernel_gradients_equal_finite_differences(shape):
     assert abs(sgn[0, 1] - sgn[1, 0]) > 1e-6 * abs(sgn[0, 1])
 
 
+@pytest.mark.slow
 def test_sharpness_gradient_vanishes_where_it_must():
     # On a same-time, same-input pair (u = v) E[delta(u - theta) psi'(v - theta)] =
     # p(theta) psi'(0) = p(theta) * dampening: independent of the sharpness. With the readout

@@ -91,8 +91,8 @@ def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_shar
             assert np.max(np.abs(a - b)) < 1e-8 * np.abs(b).max(), (shape, k)
 
 
-@pytest.mark.parametrize("shape", [s if s in ("gaussian",) else
-                                   pytest.param(s, marks=pytest.mark.slow) for s in sg.SHAPES])
+@pytest.mark.slow   # every shape; the routes also meet in test_lif_kernels' analytic checks
+@pytest.mark.parametrize("shape", sg.SHAPES)
 def test_fast_route_equals_reference(shape):
     _fast_vs_reference(shape)
 

@@ -76,6 +76,7 @@ def test_stax_layers_give_the_sgntk(nt, act, sur):
     np.testing.assert_allclose(np.asarray(kself), np.asarray(ours_self.sgntk), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_convolutional_sgntk_runs_and_is_asymmetric(nt):
     from sgntk import stax as sgstax
     rng = np.random.default_rng(1)
