@@ -135,6 +135,7 @@ def test_kernel_regression_inf_and_steps():
     assert np.allclose(fin.prediction, f, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_mlp_backward_gain_vs_finite_networks():
     """G_l = E sum_i (d~f/dh_{l,i})^2 of wide sign networks (custom-JVP surrogate backward)."""
     rng = np.random.default_rng(11)
@@ -202,6 +203,7 @@ def test_lif_backward_gain_qif_starts_at_rest():
     np.testing.assert_allclose(bg.gain, np.exp(-0.2 * (T - 1 - np.arange(T))), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_herranz_celotti_gain_closed_form():
     x = (np.random.default_rng(13).random((4, 20, 6)) < 0.2).astype(float)
     b = float(lif.decay(10.0, 1.0))

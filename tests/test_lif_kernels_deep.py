@@ -123,7 +123,7 @@ def test_depth_one_is_the_one_layer_kernel():
 @pytest.mark.parametrize("reset,detach,depth", [
     pytest.param("none", True, 3, marks=pytest.mark.slow),
     pytest.param("zero", False, 3, marks=pytest.mark.slow),
-    ("zero", False, 2)])   # the default representative: differentiable reset, two layers
+    pytest.param("zero", False, 2, marks=pytest.mark.slow)])
 def test_deep_empirical_structured_vs_generic(reset, detach, depth):
     T, n_in, N = 12, 5, 9
     x = _spikes(1, 3, T, n_in, [0.3, 0.4, 0.5])

@@ -241,6 +241,7 @@ def test_cli_paper_and_even_angles(monkeypatch):
     assert calls[2][0] == "quick" and not calls[2][1]["paper"]
 
 
+@pytest.mark.slow
 def test_blocks_resume_and_available_only(tmp_path):
     """A split ensemble: blocks are units of their own; ``available_only`` summarises the
     finished blocks and trains nothing; the combined ensemble is the blocks in order."""

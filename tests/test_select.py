@@ -88,6 +88,7 @@ def test_spearman_and_validation_table():
     assert lo <= 1.0 <= hi + 1e-12
 
 
+@pytest.mark.slow
 def test_run_grid_resumes(tmp_path, monkeypatch):
     x, y = _circle(12)
     grid = dict(shape=["fast_sigmoid", "gaussian"], sharpness=[1.0, 4.0], dampening=[1.0],

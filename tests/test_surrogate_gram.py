@@ -145,7 +145,8 @@ def test_piecewise_closed_form_matches_quadrature_route(shape):
         assert rel.max() < 1e-10, (rel.max(), a[rel.argmax()], b[rel.argmax()], rho[rel.argmax()])
 
 
-@pytest.mark.parametrize("shape", ["rectangular", pytest.param("triangular", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["rectangular", "triangular"])
 def test_piecewise_gradients_match_finite_differences(shape):
     """d/dt of sum_i w_i E[g g](a + t da, b + t db, r + t dr) against a central difference:
     along (a, b, r) itself (a change of sharpness; the exact diagonal rho = 1 included, where
@@ -246,9 +247,9 @@ def test_gsm_pair_of_a_gaussian_bump_is_its_closed_form():
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9)
 
 
-@pytest.mark.parametrize("shape,q", [("fast_sigmoid", 2.0)] + [
+@pytest.mark.parametrize("shape,q", [
     pytest.param(s, q, marks=pytest.mark.slow)
-    for s, q in [("q_pseudo_spike", 1.5), ("exponential", 2.0), ("cauchy", 2.0),
+    for s, q in [("fast_sigmoid", 2.0), ("q_pseudo_spike", 1.5), ("exponential", 2.0), ("cauchy", 2.0),
                  ("q_pseudo_spike", 20.0)]])
 def test_gsm_merged_tails(shape, q):
     """The merged tail nodes against the full window, on 2000 random (a, b, rho) per regime:

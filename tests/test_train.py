@@ -98,6 +98,7 @@ def test_chunking_and_padding_give_identical_results():
         assert r.kernels_init.nngp is None and r.kernels_init.sgntk.shape == (5, 2, 4)
 
 
+@pytest.mark.slow
 def test_output_scale_optax_and_validation():
     x, y, xt = _data()
     kw = dict(n_networks=2, width=8, steps=0, activation="sign", surrogate="erf",
