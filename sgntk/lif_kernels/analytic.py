@@ -306,8 +306,7 @@ def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
     sa = jnp.where(ok, a, 1.0)
     moment = functools.partial(_conditional_moment, surrogate, scale=b,
                                moment=conditional_moment_fast)
-    val = surrogate_pair_fast(surrogate, sa, b, jnp.where(ok, r, 0.0), theta,
-                              lambda mean, var: moment(mean, var))
+    val = surrogate_pair_fast(surrogate, sa, b, jnp.where(ok, r, 0.0), theta, moment)
     degenerate = surrogate.derivative(-theta) * _conditional_moment(surrogate, -theta, b, 1.0)
     return jnp.where(ok, val, degenerate)
 
