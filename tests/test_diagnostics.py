@@ -239,11 +239,12 @@ def test_bad_input_errors_name_the_argument():
         D.lif_backward_gain(np.ones((4, 5)), config=lif.LIFConfig())
 
 
-def test_mlp_diagnostics_vmap_over_grid_equals_pointwise():
+@pytest.mark.parametrize("shape", ["gaussian", pytest.param("fast_sigmoid", marks=pytest.mark.slow)])
+def test_mlp_diagnostics_vmap_over_grid_equals_pointwise(shape):
     rng = np.random.default_rng(14)
     x = rng.normal(size=(8, 3))
     y = np.sign(x[:, 0])
-    fn = D.mlp_diagnostics_fn(depth=2, activation="sign", steps=20, shape="fast_sigmoid")
+    fn = D.mlp_diagnostics_fn(depth=2, activation="sign", steps=20, shape=shape)
     sharp, damp, sw = np.array([0.5, 4.0]), np.array([0.3, 2.0]), np.array([0.8, 1.5])
     grid = jax.vmap(lambda b, g, s: fn(x, y, b, g, 2.0, s, 0.1))(sharp, damp, sw)
     for i in range(2):

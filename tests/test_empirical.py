@@ -14,8 +14,8 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 
 @pytest.mark.parametrize("activation, shape", [
-    pytest.param("sign", "fast_sigmoid", marks=pytest.mark.slow), ("step", "triangular"),
-    ("erf", "sigmoid")])
+    pytest.param("sign", "fast_sigmoid", marks=pytest.mark.slow),
+    pytest.param("step", "triangular", marks=pytest.mark.slow), ("erf", "sigmoid")])
 def test_structured_path_equals_jacobian_contraction(activation, shape):
     sur = S.get(shape, sharpness=1.5)
     kw = dict(activation=activation, sigma_w=1.3, sigma_b=0.2, m=2.0)
