@@ -510,3 +510,20 @@ def test_realistic_size_under_memory_limit(shape, n_inputs, which):
                          timeout=3600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     print(shape, res.stdout.strip())
+
+
+def test_empirical_symmetric_call_equals_explicit_pair():
+    """lif_empirical(p, x) computes each example's features once; it equals lif_empirical(p,
+    x, copy of x) (features computed twice) for one-layer recurrent and deep networks."""
+    x = _spikes(21, 3, 10, 4, [0.2, 0.3, 0.45])
+    cfg = _cfg(reset="subtract", detach_reset=False)
+    kw = dict(config=cfg, sigma_w=1.5, sigma_b=0.3)
+    with jax.enable_x64(True):
+        for p in (LK.init_lif_net(jax.random.PRNGKey(0), 4, 12, recurrent=True),
+                  LK.init_lif_deep(jax.random.PRNGKey(1), 4, 12, 2)):
+            one = LK.lif_empirical(p, x, **kw)
+            two = LK.lif_empirical(p, x, np.array(x), **kw)
+            for k in LK.KERNELS:
+                np.testing.assert_allclose(getattr(one, k), getattr(two, k), rtol=1e-13,
+                                           atol=1e-15)
+            assert np.abs(one.sgntk).max() > 0

@@ -86,9 +86,10 @@ def _gram(g1, g2):
 
 
 def _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get):
+    """``x2 = None``: the kernels of ``x1`` with itself, its features computed once."""
     f = jax.vmap(lambda x: _features(params, x, config, kappa, sw, sb, srec, so, sharp))
     y1, gt1, gs1 = f(x1)
-    y2, _, gs2 = f(x2)
+    y2, _, gs2 = (y1, gt1, gs1) if x2 is None else f(x2)
     return _assemble(get, y1, y2, lambda: _gram(gt1, gs2), lambda: _gram(gs1, gs2))
 
 
@@ -143,6 +144,7 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
                                                 sigma_b, sigma_o)
     srec = check_positive("sigma_rec", sigma_rec, inclusive=True)
     sharp = check_spike_sharpness(sharp, allow_none=False)
+    sym = x2 is x1          # prepare returns x1 itself for x2=None: features computed once
     if isinstance(params, LIFDeepParams):
         if params.w[0].shape[0] != x1.shape[2]:
             raise ValueError(f"params.w[0] has {params.w[0].shape[0]} inputs but the spike trains "
@@ -161,7 +163,7 @@ def lif_empirical(params: LIFNetParams, x1, x2=None, *, config: _lif.LIFConfig,
         return LIFKernel(**sharding.map_tiles(
             _tile_fn(fn, get), x1, x2, args=(p64,) + args, mesh=mesh,
             tile=check_int("tile_size", tile_size, minimum=1), out=tiles, progress=progress))
-    return fn(p64, jnp.asarray(x1), jnp.asarray(x2), *args, get=get)
+    return fn(p64, jnp.asarray(x1), None if sym else jnp.asarray(x2), *args, get=get)
 
 
 @functools.lru_cache(maxsize=16)
@@ -201,7 +203,8 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
     if recurrent and depth > 1:
         raise ValueError("recurrent=True is only implemented for depth = 1")
     n_in = x1.shape[2]
-    x1j, x2j, kj = jnp.asarray(x1), jnp.asarray(x2), jnp.asarray(kap)
+    # x2=None (prepare returns x1 itself): each network's features are computed once
+    x1j, x2j, kj = jnp.asarray(x1), None if x2 is x1 else jnp.asarray(x2), jnp.asarray(kap)
     if depth > 1:
         def deep_sample(key):
             params = init_lif_deep(key, n_in, width, depth)
@@ -274,7 +277,7 @@ def _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get):
     (the Gram of the weight and bias gradients), plus the readout Gram."""
     f = jax.vmap(lambda x: _deep_features(params, x, config, kappa, sw, sb, so, sharp))
     y1, in1, lt1, ls1, ro1 = f(x1)
-    y2, in2, _, ls2, ro2 = f(x2)
+    y2, in2, _, ls2, ro2 = (y1, in1, lt1, ls1, ro1) if x2 is None else f(x2)
     readout = jnp.einsum("pn,qn->pq", ro1, ro2)
 
     def layers(lam1, lam2):
