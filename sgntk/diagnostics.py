@@ -61,6 +61,8 @@ Tests (each against an independent route): ``tests/test_diagnostics.py``.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple, Optional
 
 import jax
@@ -431,9 +433,15 @@ def herranz_celotti_gain(x, *, config: _lif.LIFConfig, sigma_w=1.0, recurrent: b
     steps with nonzero variance. Pure in the config's array leaves (vmap over a grid of
     surrogates / thresholds). Test: ``test_herranz_celotti_gain_closed_form``.
     """
+    return _herranz_celotti_gain(jnp.asarray(x, jnp.float64), config, sigma_w, sigma_rec,
+                                 recurrent=bool(recurrent), width=int(width))
+
+
+@functools.partial(jax.jit, static_argnames=("recurrent", "width"))
+def _herranz_celotti_gain(x, config, sigma_w, sigma_rec, *, recurrent, width):
+    """:func:`herranz_celotti_gain`, compiled once per surrogate shape and static fields."""
     from .lif_kernels import membrane_covariance
 
-    x = jnp.asarray(x, jnp.float64)
     _, _, b = membrane_covariance(x[:1], x, config=config, sigma_w=sigma_w)  # b: Var U_t(x_q)
     var = b.reshape(-1)
     w = (var > 0).astype(jnp.float64)
