@@ -224,13 +224,19 @@ def predicted_loss(k, y, *, steps: int, learning_rate, loss_normalization="sum",
     steps = check_int("steps", steps, minimum=0)
     c = _norm_c(loss_normalization, y.size)
     r0 = -y if f0 is None else _targets("f0", f0, n) - y
-    a_step = jnp.asarray(learning_rate) / c
     s0 = None if nngp is None else _square("nngp", nngp)
+    return _loss_curve(k, r0, s0, jnp.asarray(learning_rate) / c, c, steps=steps)
+
+
+@functools.partial(jax.jit, static_argnames=("c", "steps"))
+def _loss_curve(k, r0, s0, a_step, c, *, steps):
+    """The scan of :func:`predicted_loss` (compiled once per shape and ``steps``, not per call)."""
+    n_out = r0.shape[1]
 
     def loss(r, s):
         out = 0.5 / c * jnp.sum(r**2)
         if s is not None:  # every output column has the initial covariance S
-            out = out + 0.5 / c * y.shape[1] * jnp.trace(s)
+            out = out + 0.5 / c * n_out * jnp.trace(s)
         return out
 
     def body(carry, _):
@@ -274,16 +280,23 @@ def kernel_regression(k_test_train, k_train_train, y_train, y_test, *, steps=Non
     else:
         steps = check_int("steps", steps, minimum=0)
         a = jnp.asarray(learning_rate) / _norm_c(loss_normalization, y.size)
-
-        def body(carry, _):
-            f, r = carry
-            return (f - a * (ktx @ r), r - a * (kxx @ r)), None
-
-        (pred, _), _ = jax.lax.scan(body, (jnp.zeros_like(yt), -y), None, length=steps)
+        pred = _gd_prediction(ktx, kxx, y, a, steps=steps)
     mse = jnp.mean((pred - yt) ** 2)
     acc = (jnp.mean(jnp.argmax(pred, -1) == jnp.argmax(yt, -1)) if yt.shape[1] > 1
            else jnp.nan)
     return KernelRegression(pred, mse, acc)
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _gd_prediction(ktx, kxx, y, a, *, steps):
+    """``steps`` GD steps of :func:`kernel_regression` (compiled once per shape and ``steps``)."""
+    def body(carry, _):
+        f, r = carry
+        return (f - a * (ktx @ r), r - a * (kxx @ r)), None
+
+    (pred, _), _ = jax.lax.scan(body, (jnp.zeros((ktx.shape[0], y.shape[1]), y.dtype), -y),
+                                None, length=steps)
+    return pred
 
 
 # ------------------------------------------------------------------------------ backward gain
