@@ -553,6 +553,23 @@ def qif(root) -> str:
     return "\n".join(lines) + "\n\n" + _wrap(text)
 
 
+def select_cost(root) -> str:
+    """The cost of a ``sgntk select`` grid point (``benchmarks/results/bench_select.json``)."""
+    d = _load(root, "benchmarks", "results", "bench_select.json")
+    est = d["estimated_default_grid_s"] / 60.0
+    verdict = "within" if est < 10.0 else "beyond"
+    return _wrap(
+        f"* Cost (`python benchmarks/bench_select.py`, `benchmarks/results/bench_select.json`; "
+        f"one-hidden-layer LIF network of width {d['width']}, kernels averaged over "
+        f"{d['n_networks']} networks, {d['n_samples']} randman samples of T = {d['steps']} steps): "
+        f"the first grid point of a surrogate shape and reset {d['first_point_s']:.1f} s "
+        f"(compilation included), each further point {d['warm_point_s']:.1f} s, "
+        f"{d['warm_over_train']:.2f}x one training run of the same network measured in the "
+        f"same process; the default 200-point grid (10 shape/reset signatures) extrapolates to "
+        f"{est:.1f} min, {verdict} the 10 minutes aimed at (load average "
+        f"{d['load_average'][0]:.1f} on the 2-core machine).")
+
+
 BLOCKS = {
     "selection-validation": selection_validation,
     "surrogate-shapes": surrogate_shapes,
@@ -568,6 +585,7 @@ BLOCKS = {
     "lif-depth": lif_depth,
     "asgl": asgl,
     "qif": qif,
+    "select-cost": select_cost,
 }
 
 
