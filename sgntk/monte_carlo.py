@@ -35,11 +35,14 @@ class MCEstimate(NamedTuple):
 
 
 def estimate(sample_fn: Callable, key, n_samples: int, *, batch_size: int = 16,
-             progress: bool | None = None) -> MCEstimate:
+             progress: bool | None = None, batched_fn: Callable | None = None) -> MCEstimate:
     """Average ``sample_fn(key)`` over ``n_samples`` independent keys.
 
     Sums are accumulated around the first batch's mean (shifted data) in the sample's
-    dtype, so the variance does not cancel catastrophically.
+    dtype, so the variance does not cancel catastrophically. ``batched_fn`` (optional):
+    ``keys (B, ...) -> samples stacked on axis 0``, already compiled, used instead of
+    ``jax.jit(jax.vmap(sample_fn))`` (which compiles anew on every call: pass a module-level
+    jitted function to reuse its compilation across calls); ``sample_fn`` is then unused.
     """
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 to estimate a standard error; got {n_samples}")
@@ -47,7 +50,7 @@ def estimate(sample_fn: Callable, key, n_samples: int, *, batch_size: int = 16,
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     batch_size = min(int(batch_size), n_samples)   # a batch larger than the sample is one batch
     keys = jax.random.split(key, n_samples)
-    batched = jax.jit(jax.vmap(sample_fn))
+    batched = jax.jit(jax.vmap(sample_fn)) if batched_fn is None else batched_fn
     shift = s1 = s2 = None
     starts = range(0, n_samples, batch_size)
     if progress is None:

@@ -49,6 +49,7 @@ Tests: ``tests/test_select.py``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -132,19 +133,18 @@ class LIFNetwork(_FromPoint):
             k = LK.lif_kernels(x, config=cfg, readout_weights="sum", sigma_w=self.sigma_w,
                                which=("nngp", "sgntk", "sg_gram"))
             return np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)
-        # = LK.lif_kernels_networks (mean over networks), one lif_empirical call per network so
-        # that its compiled function is reused across grid points with the same static fields.
-        # The NNGP estimate is the readout-weight part of the kernel, (1/N) sum_i c_i(x) c_i(x')
-        # with c_i = sum_t kappa_t S_i[t] (lif_empirical's "nngp" is the one-sample y y^T).
-        ks = []
-        for key in jax.random.split(jax.random.PRNGKey(seed), self.n_networks):
-            p = LK.init_lif_net(key, x.shape[2], self.width, recurrent=self.recurrent)
-            k = LK.lif_empirical(p, x, config=cfg, readout_weights="sum", sigma_w=self.sigma_w,
-                                 sigma_rec=self.sigma_rec, which=("sgntk", "sg_gram"))
-            c = _readout_features(jnp.asarray(x, jnp.float64), p.w_in, p.w_rec, cfg,
-                                  self.sigma_w, self.sigma_rec)
-            ks.append([np.asarray(c @ c.T), np.asarray(k.sgntk), np.asarray(k.sg_gram)])
-        return tuple(np.mean(np.array(ks), 0))
+        # Mean over networks (LK.lif_kernels_networks: its compiled function is reused across
+        # grid points with the same static fields). The NNGP estimate is the readout-weight
+        # part of the kernel, (1/N) sum_i c_i(x) c_i(x') with c_i = sum_t kappa_t S_i[t]
+        # (lif_empirical's "nngp" is the one-sample y y^T), from the same networks.
+        k = LK.lif_kernels_networks(x, config=cfg, width=self.width, n_networks=self.n_networks,
+                                    readout_weights="sum", recurrent=self.recurrent,
+                                    sigma_w=self.sigma_w, sigma_rec=self.sigma_rec, seed=seed,
+                                    batch_size=2, which=("sgntk", "sg_gram"), progress=False)
+        nngp = _readout_gram(jax.random.split(jax.random.PRNGKey(seed), self.n_networks),
+                             jnp.asarray(x, jnp.float64), cfg, self.sigma_w, self.sigma_rec,
+                             width=self.width, recurrent=self.recurrent)
+        return np.asarray(nngp), np.asarray(k.mean.sgntk), np.asarray(k.mean.sg_gram)
 
     def backward(self, x, surrogate, *, seed: int = 0) -> D.BackwardGain:
         return D.lif_backward_gain(x[:20], config=self.config(surrogate), sigma_w=self.sigma_w,
@@ -157,15 +157,22 @@ class LIFNetwork(_FromPoint):
                                             sigma_rec=self.sigma_rec, width=self.width))
 
 
-@jax.jit
-def _readout_features(x, w_in, w_rec, cfg, sigma_w, sigma_rec):
-    """``c_i(x) = sum_t S_i[t] / sqrt(N)`` of the network of :func:`sgntk.lif_kernels.lif_empirical`
-    (raw N(0, 1) weights, NTK scales, no bias), ``(P, N)``."""
-    n_in, width = w_in.shape
-    w = sigma_w / jnp.sqrt(n_in) * w_in
-    v = None if w_rec is None else sigma_rec / jnp.sqrt(width) * w_rec
-    spikes = jax.vmap(lambda xp: _lif.lif_scan(xp @ w, config=cfg, w_rec=v).spikes)(x)
-    return spikes.sum(1) / jnp.sqrt(width)
+@functools.partial(jax.jit, static_argnames=("width", "recurrent"))
+def _readout_gram(keys, x, cfg, sigma_w, sigma_rec, *, width, recurrent):
+    """Mean over the networks :func:`sgntk.lif_kernels.init_lif_net` draws from ``keys`` of
+    ``c(x) c(x')^T``, ``c_i(x) = sum_t S_i[t] / sqrt(N)`` (raw N(0, 1) weights, NTK scales, no
+    bias, as :func:`sgntk.lif_kernels.lif_empirical`), ``(P, P)``."""
+    from . import lif_kernels as LK
+
+    def one(key):
+        p = LK.init_lif_net(key, x.shape[2], width, recurrent=recurrent)
+        w = sigma_w / jnp.sqrt(x.shape[2]) * p.w_in
+        v = None if p.w_rec is None else sigma_rec / jnp.sqrt(width) * p.w_rec
+        spikes = jax.vmap(lambda xp: _lif.lif_scan(xp @ w, config=cfg, w_rec=v).spikes)(x)
+        c = spikes.sum(1) / jnp.sqrt(width)
+        return c @ c.T
+
+    return jnp.mean(jax.lax.map(one, keys), 0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -213,12 +213,24 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
         return _mc.estimate(deep_sample, jax.random.PRNGKey(seed), n_networks,
                             batch_size=batch_size, progress=progress)
 
-    def sample(key):
-        params = init_lif_net(key, n_in, width, recurrent=recurrent)
-        return _empirical_impl(params, x1j, x2j, cfg, kj, sw, sb, srec, so, sharp, get)
+    # One module-level compiled function per (width, recurrence, kernels, shapes): a grid of
+    # calls (sgntk select) reuses it instead of compiling a new closure every time.
+    batched = functools.partial(_networks_batch, x1=x1j, x2=x2j, config=cfg, kappa=kj, sw=sw,
+                                sb=sb, srec=srec, so=so, sharp=sharp, width=width,
+                                recurrent=bool(recurrent), get=get)
+    return _mc.estimate(None, jax.random.PRNGKey(seed), n_networks, batch_size=batch_size,
+                        progress=progress, batched_fn=batched)
 
-    return _mc.estimate(sample, jax.random.PRNGKey(seed), n_networks, batch_size=batch_size,
-                        progress=progress)
+
+@functools.partial(jax.jit, static_argnames=("width", "recurrent", "get"))
+def _networks_batch(keys, *, x1, x2, config, kappa, sw, sb, srec, so, sharp, width, recurrent,
+                    get):
+    """:func:`lif_empirical` of the networks :func:`init_lif_net` draws from ``keys`` (vmapped)."""
+    def sample(key):
+        params = init_lif_net(key, x1.shape[2], width, recurrent=recurrent)
+        return _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get)
+
+    return jax.vmap(sample)(keys)
 
 
 # --------------------------------------------------------------------------------------
