@@ -87,7 +87,9 @@ def main(argv=None):
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--shapes", nargs="*", default=list(surrogates.SHAPES))
     p.add_argument("--tiles", action="store_true", help="stream tiles to disk (large N)")
-    p.add_argument("--resume", action="store_true", help="keep the shapes already in the results")
+    p.add_argument("--resume", action="store_true",
+                   help="keep every shape already in the results file (also those not in --shapes) "
+                        "and measure only the missing ones")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
     shapes = ["gaussian"] + [s for s in args.shapes if s != "gaussian"]
@@ -95,9 +97,9 @@ def main(argv=None):
     json_path = os.path.join(args.out, f"bench_surrogate_shapes{suffix}.json")
     os.makedirs(args.out, exist_ok=True)
     rows = []
-    if args.resume and os.path.exists(json_path):      # shapes already measured are kept
+    if args.resume and os.path.exists(json_path):      # every shape already measured is kept
         with open(json_path) as f:
-            rows = [r for r in json.load(f)["rows"] if r["shape"] in shapes]
+            rows = json.load(f)["rows"]
     for shape in shapes:
         if any(r["shape"] == shape for r in rows):
             continue
@@ -107,7 +109,10 @@ def main(argv=None):
         if res.returncode != 0:
             raise SystemExit(f"{shape} failed:\n{res.stderr[-3000:]}")
         row = json.loads(res.stdout.strip().splitlines()[-1])
+        row["load_average"] = os.getloadavg()[0]      # at the end of this shape's run
         rows.append(row)
+        order = ["gaussian"] + [s for s in surrogates.SHAPES if s != "gaussian"]
+        rows.sort(key=lambda r: order.index(r["shape"]) if r["shape"] in order else len(order))
         if args.tiles:
             print(f"{shape:16s} {row['wall_s']:8.1f} s  x gaussian {row['ratio_wall']:6.1f} (wall) "
                   f"{row['ratio_cpu']:6.1f} (cpu)  peak beyond baseline "
@@ -122,12 +127,14 @@ def main(argv=None):
         lines = [f"kernels.mlp(x, depth={args.depth}, activation='sign', surrogate=shape, tiles=folder), "
                  f"default kernels, N = {args.n}, x ~ normal(N, 5), tiles of 1024 streamed to disk; "
                  f"one call per shape (compile included) and one gaussian call in the same process; "
-                 f"load average at the end {load[0]:.1f} on {os.cpu_count()} cores",
+                 f"{os.cpu_count()} cores, load average after each shape's run in the last column "
+                 f"(rows kept with --resume come from earlier runs)",
                  "", "| shape | wall (s) | x gaussian (wall) | x gaussian (CPU time) "
-                 "| peak RSS beyond baseline (GB) |", "|---|---|---|---|---|"]
+                 "| peak RSS beyond baseline (GB) | load |", "|---|---|---|---|---|---|"]
         for r in rows:
+            ld = f"{r['load_average']:.1f}" if "load_average" in r else "-"
             lines.append(f"| {r['shape']} | {r['wall_s']:.1f} | {r['ratio_wall']:.1f} | "
-                         f"{r['ratio_cpu']:.1f} | {r['peak_beyond_baseline_gb']:.2f} |")
+                         f"{r['ratio_cpu']:.1f} | {r['peak_beyond_baseline_gb']:.2f} | {ld} |")
     else:
         lines = [f"kernels.mlp(x, depth={args.depth}, activation='sign', surrogate=shape), default kernels "
                  f"(nngp, ntk, sgntk, sg_gram), N = {args.n}, x ~ normal(N, 5); each shape in its own "
