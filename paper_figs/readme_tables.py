@@ -131,8 +131,14 @@ def eilers_fig3_paper(root) -> str:
                 f"on the shared 2-core CPU)")
     else:
         nets = f"{n} sign networks of width {w} (all {f3['n_networks']} the paper trains)"
+    over = [r for r in rows if r["ks"] > r["ks_crit95"]]
+    ks = (f" The KS statistic exceeds its 5 % critical value at steps "
+          f"{', '.join(str(r['step']) if r.get('prediction') != 'inf' else 't = inf' for r in over)}"
+          f" ({len(over)} of the {len(rows)} comparisons, not corrected for multiple testing); "
+          f"SGL of sign networks does not lower every network's training loss monotonically, so "
+          f"single records can catch networks in a transient." if over else "")
     out += ["", _wrap(f"{nets}, the paper's Fig. 3 training set, {rows[-1]['step']} SGL steps "
-                      f"of the paper's {f3['steps']}.")]
+                      f"of the paper's {f3['steps']}.{ks}")]
     return "\n".join(out)
 
 
