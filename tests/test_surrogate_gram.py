@@ -245,7 +245,15 @@ def test_gsm_pair_of_a_gaussian_bump_is_its_closed_form():
         got = Q._gsm_node_sum(coef, jnp.array([s0]), jnp.array([1.0]), 0.0, a, b, a * b - r**2)
         want = s0 / jnp.sqrt((s0 + a) * (s0 + b) - r**2)
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9)
-        # per-row variances (the factors per row and node hoisted out of the pair loop)
+
+
+@pytest.mark.slow   # ~15 s (compile); the per-row route also runs in every default kernel test
+def test_gsm_per_row_pair_of_a_gaussian_bump_is_its_closed_form():
+    """Per-row variances (the factors per row and node hoisted out of the pair loop) on the
+    one-node mixture, against its closed form."""
+    with jax.enable_x64(True):
+        s0 = 0.37
+        coef = Q.octave_table(lambda u: jnp.exp(-u**2 / (2 * s0)))
         aa, bb = jnp.array([[0.2], [5.0]]), jnp.array([[3.0, 0.1, 1.0]])
         rr = jnp.array([[0.5, -0.3, 1.0], [0.9, 0.0, -1.0]]) * jnp.sqrt(aa * bb)
         got = Q._gsm_node_sum(coef, jnp.array([s0]), jnp.array([1.0]), 0.0, aa, bb,
