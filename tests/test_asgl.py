@@ -276,6 +276,7 @@ def test_kernel_argument_errors():
 
 
 @x64
+@pytest.mark.slow
 def test_empirical_kernels_vs_generic_jacobians():
     """The mask-averaged kernels == sgntk.empirical.empirical_kernel per output, one mask."""
     net, x = _f64(_net()), _x(batch=4)

@@ -93,9 +93,10 @@ def test_kernel_gradients_equal_finite_differences(shape):
 
 # The surrogate Gram J~ J~^T: on K(X, X)'s same-step pairs of one input the membrane
 # correlation is 1 (u = v), where E[psi'(u - theta) psi'(v - theta)] = E[psi'(u - theta)^2].
-# Default run: gaussian (one bump); every other shape with -m slow.
-@pytest.mark.parametrize("shape", [s if s == "gaussian" else
-                                   pytest.param(s, marks=pytest.mark.slow) for s in sg.SHAPES])
+# Every shape with -m slow (10 s each and more; the default run keeps the NNGP / SG-NTK
+# gradient test above).
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", sg.SHAPES)
 def test_sg_gram_gradients_equal_finite_differences(shape):
     k0 = _check_gradients(shape, _FN_GRAM, ("sg_gram",))
     gram = k0[0][:, :3]

@@ -254,7 +254,7 @@ def test_readout_weights():
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("reset,detach,recurrent", [
     pytest.param("zero", False, True, marks=pytest.mark.slow), ("subtract", True, False),
-    ("none", True, False)])
+    pytest.param("none", True, False, marks=pytest.mark.slow)])
 def test_empirical_structured_vs_generic(reset, detach, recurrent):
     T, n_in, N = 16, 5, 12
     x = _spikes(1, 3, T, n_in, [0.2, 0.3, 0.4])
@@ -351,6 +351,7 @@ def test_analytic_vs_mc_vs_networks_grid(tau_mem, tau_syn, threshold, kappa, sur
         assert z_mc < Z_MAX and z_nw < Z_MAX, (k, z_mc, z_nw)
 
 
+@pytest.mark.slow
 def test_analytic_exact_delta_is_large_m_limit():
     x = _spikes(4, 2, 15, 8, [0.2, 0.4])
     cfg = _cfg()
@@ -512,6 +513,7 @@ def test_realistic_size_under_memory_limit(shape, n_inputs, which):
     print(shape, res.stdout.strip())
 
 
+@pytest.mark.slow
 def test_empirical_symmetric_call_equals_explicit_pair():
     """lif_empirical(p, x) computes each example's features once; it equals lif_empirical(p,
     x, copy of x) (features computed twice) for one-layer recurrent and deep networks."""

@@ -191,6 +191,7 @@ def _deep_cross_check(cfg, depth, *, T=12, n_in=8, readout="sum", m=5.0, sigma_w
     return out
 
 
+@pytest.mark.slow
 def test_deep_analytic_vs_mc_vs_networks_depth2():
     res = _deep_cross_check(_cfg(), 2)
     for k, (z_mc, z_nw) in res.items():
