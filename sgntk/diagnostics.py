@@ -228,7 +228,7 @@ def predicted_loss(k, y, *, steps: int, learning_rate, loss_normalization="sum",
     return _loss_curve(k, r0, s0, jnp.asarray(learning_rate) / c, c, steps=steps)
 
 
-@functools.partial(jax.jit, static_argnames=("c", "steps"))
+@functools.partial(jax.jit, static_argnames=("steps",))
 def _loss_curve(k, r0, s0, a_step, c, *, steps):
     """The scan of :func:`predicted_loss` (compiled once per shape and ``steps``, not per call)."""
     n_out = r0.shape[1]

@@ -202,31 +202,26 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
     depth = check_int("depth", depth, minimum=1)
     if recurrent and depth > 1:
         raise ValueError("recurrent=True is only implemented for depth = 1")
-    n_in = x1.shape[2]
     # x2=None (prepare returns x1 itself): each network's features are computed once
     x1j, x2j, kj = jnp.asarray(x1), None if x2 is x1 else jnp.asarray(x2), jnp.asarray(kap)
-    if depth > 1:
-        def deep_sample(key):
-            params = init_lif_deep(key, n_in, width, depth)
-            return _deep_empirical_impl(params, x1j, x2j, cfg, kj, sw, sb, so, sharp, get)
-
-        return _mc.estimate(deep_sample, jax.random.PRNGKey(seed), n_networks,
-                            batch_size=batch_size, progress=progress)
-
-    # One module-level compiled function per (width, recurrence, kernels, shapes): a grid of
-    # calls (sgntk select) reuses it instead of compiling a new closure every time.
+    # One module-level compiled function per (width, depth, recurrence, kernels, shapes): a grid
+    # of calls (sgntk select) reuses it instead of compiling a new closure every time.
     batched = functools.partial(_networks_batch, x1=x1j, x2=x2j, config=cfg, kappa=kj, sw=sw,
-                                sb=sb, srec=srec, so=so, sharp=sharp, width=width,
+                                sb=sb, srec=srec, so=so, sharp=sharp, width=width, depth=depth,
                                 recurrent=bool(recurrent), get=get)
     return _mc.estimate(None, jax.random.PRNGKey(seed), n_networks, batch_size=batch_size,
                         progress=progress, batched_fn=batched)
 
 
-@functools.partial(jax.jit, static_argnames=("width", "recurrent", "get"))
-def _networks_batch(keys, *, x1, x2, config, kappa, sw, sb, srec, so, sharp, width, recurrent,
-                    get):
-    """:func:`lif_empirical` of the networks :func:`init_lif_net` draws from ``keys`` (vmapped)."""
+@functools.partial(jax.jit, static_argnames=("width", "depth", "recurrent", "get"))
+def _networks_batch(keys, *, x1, x2, config, kappa, sw, sb, srec, so, sharp, width, depth,
+                    recurrent, get):
+    """:func:`lif_empirical` of the networks :func:`init_lif_net` (``depth = 1``) or
+    :func:`init_lif_deep` draws from ``keys`` (vmapped)."""
     def sample(key):
+        if depth > 1:
+            params = init_lif_deep(key, x1.shape[2], width, depth)
+            return _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get)
         params = init_lif_net(key, x1.shape[2], width, recurrent=recurrent)
         return _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get)
 
