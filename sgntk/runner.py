@@ -42,7 +42,8 @@ the file, so resume and atomicity hold per worker. Any object whose ``submit(fn,
   not retried (it would fail again): it propagates as in the in-process run.
 * ``with executor(args) as ex:`` turns the command-line flags ``--ray`` / ``--ray-address
   ADDR`` / ``--workers N`` (:func:`add_executor_arguments`) into ``None`` (in process, the
-  default) or a started :class:`RayExecutor`; ``sgntk reproduce`` and
+  default), a pool of ``N`` local processes (``--workers N`` alone: :func:`process_pool`, no
+  extra needed) or a started :class:`RayExecutor`; ``sgntk reproduce`` and
   ``experiments/randman.py`` use them.
 
 Checked by ``tests/test_runner.py`` (resume, force, stale configs, interruption, executors).
@@ -64,7 +65,8 @@ import numpy as np
 from ._util import read_npz, write_json, write_npz
 
 __all__ = ["Unit", "UnitResult", "RunResult", "config_hash", "unit_path", "run_unit",
-           "map_units", "load_unit", "RayExecutor", "executor", "add_executor_arguments"]
+           "map_units", "load_unit", "RayExecutor", "executor", "add_executor_arguments",
+           "process_pool"]
 
 _FORMATS = ("npz", "json")
 _NAME = re.compile(r"^[A-Za-z0-9_.+=,-]+(/[A-Za-z0-9_.+=,-]+)*$")
@@ -435,6 +437,16 @@ def _run_unit_task(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
+def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """``workers`` local processes started with ``spawn`` (forking a process that runs JAX
+    threads can deadlock): the executor of ``--workers N`` without Ray. Each process compiles
+    its own JAX functions; units and their ``fn`` must be module-level (picklable)."""
+    import multiprocessing
+
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 # ------------------------------------------------------------------------------ command line
 def add_executor_arguments(parser) -> None:
     """Add ``--ray``, ``--ray-address ADDR`` and ``--workers N`` to an ``argparse`` parser
@@ -446,14 +458,17 @@ def add_executor_arguments(parser) -> None:
                    help="run each unit as a task on an existing Ray cluster "
                         "('auto', 'ray://host:10001'); implies --ray")
     g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="units at a time on the local Ray (default: all CPUs)")
+                   help="units at a time: without --ray, N local processes (no extra needed); "
+                        "with --ray, CPUs of the local Ray (default: all CPUs)")
 
 
 @contextlib.contextmanager
 def executor(args=None, *, ray: bool = False, ray_address: Optional[str] = None,
              workers: Optional[int] = None, **ray_kwargs):
     """Context manager giving the executor the flags ask for: ``None`` (units in process, the
-    default) or a started :class:`RayExecutor` (an embedded Ray is stopped on exit)::
+    default), ``workers = N >= 2`` without Ray: a pool of ``N`` local processes
+    (:func:`process_pool`; ``N = 1`` is in process), or a started :class:`RayExecutor` (an
+    embedded Ray is stopped on exit)::
 
         with runner.executor(args) as ex:
             runner.map_units(units, out, executor=ex)
@@ -467,10 +482,14 @@ def executor(args=None, *, ray: bool = False, ray_address: Optional[str] = None,
         ray_address = getattr(args, "ray_address", None)
         workers = getattr(args, "workers", None)
     if not (ray or ray_address):
-        if workers is not None:
-            raise ValueError("workers (--workers) is for the Ray executor: add --ray "
-                             "(or --ray-address)")
-        yield None
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                    or workers < 1):
+            raise ValueError(f"workers (--workers) must be an integer >= 1; got {workers!r}")
+        if workers is None or workers == 1:
+            yield None
+            return
+        with process_pool(workers) as ex:
+            yield ex
         return
     with RayExecutor(ray_address, num_workers=workers, **ray_kwargs) as ex:
         yield ex

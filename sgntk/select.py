@@ -49,7 +49,6 @@ Tests: ``tests/test_select.py``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import json
 import math
@@ -135,16 +134,14 @@ class LIFNetwork(_FromPoint):
             return np.asarray(k.nngp), np.asarray(k.sgntk), np.asarray(k.sg_gram)
         # Mean over networks (LK.lif_kernels_networks: its compiled function is reused across
         # grid points with the same static fields). The NNGP estimate is the readout-weight
-        # part of the kernel, (1/N) sum_i c_i(x) c_i(x') with c_i = sum_t kappa_t S_i[t]
-        # (lif_empirical's "nngp" is the one-sample y y^T), from the same networks.
+        # Gram (1/N) sum_i c_i(x) c_i(x'), c_i = sum_t kappa_t S_i[t] (nngp_estimator=
+        # "conditional"; the one-sample y y^T would be far noisier), from the same networks.
         k = LK.lif_kernels_networks(x, config=cfg, width=self.width, n_networks=self.n_networks,
                                     readout_weights="sum", recurrent=self.recurrent,
                                     sigma_w=self.sigma_w, sigma_rec=self.sigma_rec, seed=seed,
-                                    batch_size=2, which=("sgntk", "sg_gram"), progress=False)
-        nngp = _readout_gram(jax.random.split(jax.random.PRNGKey(seed), self.n_networks),
-                             jnp.asarray(x, jnp.float64), cfg, self.sigma_w, self.sigma_rec,
-                             width=self.width, recurrent=self.recurrent)
-        return np.asarray(nngp), np.asarray(k.mean.sgntk), np.asarray(k.mean.sg_gram)
+                                    batch_size=2, which=("nngp", "sgntk", "sg_gram"),
+                                    nngp_estimator="conditional", progress=False)
+        return np.asarray(k.mean.nngp), np.asarray(k.mean.sgntk), np.asarray(k.mean.sg_gram)
 
     def backward(self, x, surrogate, *, seed: int = 0) -> D.BackwardGain:
         return D.lif_backward_gain(x[:20], config=self.config(surrogate), sigma_w=self.sigma_w,
@@ -155,24 +152,6 @@ class LIFNetwork(_FromPoint):
         return float(D.herranz_celotti_gain(x, config=self.config(surrogate),
                                             sigma_w=self.sigma_w, recurrent=self.recurrent,
                                             sigma_rec=self.sigma_rec, width=self.width))
-
-
-@functools.partial(jax.jit, static_argnames=("width", "recurrent"))
-def _readout_gram(keys, x, cfg, sigma_w, sigma_rec, *, width, recurrent):
-    """Mean over the networks :func:`sgntk.lif_kernels.init_lif_net` draws from ``keys`` of
-    ``c(x) c(x')^T``, ``c_i(x) = sum_t S_i[t] / sqrt(N)`` (raw N(0, 1) weights, NTK scales, no
-    bias, as :func:`sgntk.lif_kernels.lif_empirical`), ``(P, P)``."""
-    from . import lif_kernels as LK
-
-    def one(key):
-        p = LK.init_lif_net(key, x.shape[2], width, recurrent=recurrent)
-        w = sigma_w / jnp.sqrt(x.shape[2]) * p.w_in
-        v = None if p.w_rec is None else sigma_rec / jnp.sqrt(width) * p.w_rec
-        spikes = jax.vmap(lambda xp: _lif.lif_scan(xp @ w, config=cfg, w_rec=v).spikes)(x)
-        c = spikes.sum(1) / jnp.sqrt(width)
-        return c @ c.T
-
-    return jnp.mean(jax.lax.map(one, keys), 0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 import concurrent.futures
 import hashlib
 import json
-import multiprocessing
+import math
 import os
 
 import numpy as np
@@ -127,13 +127,8 @@ def test_failed_write_keeps_no_partial_file(tmp_path, monkeypatch):
     assert _files(tmp_path) == []
 
 
-def _process_pool(max_workers):
-    # spawn, not fork: forking a process that runs JAX threads can deadlock
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"))
-
-
-@pytest.mark.parametrize("pool", [concurrent.futures.ThreadPoolExecutor, _process_pool])
+@pytest.mark.parametrize("pool", [concurrent.futures.ThreadPoolExecutor,
+                                  lambda max_workers: runner.process_pool(max_workers)])
 def test_executor_matches_sequential(tmp_path, pool):
     units = [Unit(f"n{n}", square, {"n": n}) for n in (5, 1, 3)]
     seq = map_units(units, tmp_path / "seq", progress=False)
@@ -189,8 +184,13 @@ def test_executor_flags_default_to_in_process():
         assert ex is None                      # default: units run in process
     args = ap.parse_args(["--ray-address", "ray://head:10001", "--workers", "3"])
     assert args.ray_address == "ray://head:10001" and args.workers == 3
+    with runner.executor(ap.parse_args(["--workers", "1"])) as ex:
+        assert ex is None                      # one worker: in process
+    with runner.executor(ap.parse_args(["--workers", "2"])) as ex:   # no Ray: local processes
+        assert isinstance(ex, concurrent.futures.ProcessPoolExecutor)
+        assert ex.submit(math.factorial, 5).result() == 120
     with pytest.raises(ValueError, match="--workers"):
-        with runner.executor(ap.parse_args(["--workers", "2"])):
+        with runner.executor(ap.parse_args(["--workers", "0"])):
             pass
 
 

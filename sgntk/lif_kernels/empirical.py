@@ -85,18 +85,23 @@ def _gram(g1, g2):
     return sum(jnp.einsum("p...,q...->pq", g1[k], g2[k]) for k in g1)
 
 
-def _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get):
+def _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get,
+                    conditional_nngp=False):
     """``x2 = None``: the kernels of ``x1`` with itself, its features computed once."""
     f = jax.vmap(lambda x: _features(params, x, config, kappa, sw, sb, srec, so, sharp))
     y1, gt1, gs1 = f(x1)
     y2, _, gs2 = (y1, gt1, gs1) if x2 is None else f(x2)
-    return _assemble(get, y1, y2, lambda: _gram(gt1, gs2), lambda: _gram(gs1, gs2))
+    readout = lambda: gs1["w_out"] @ gs2["w_out"].T   # dy/dw_out Gram: E[y y^T | spikes]
+    return _assemble(get, y1, y2, lambda: _gram(gt1, gs2), lambda: _gram(gs1, gs2),
+                     readout if conditional_nngp else None)
 
 
-def _assemble(get, y1, y2, sgntk, sg_gram) -> LIFKernel:
-    """The requested kernels: ``nngp`` the sample ``y1 y2^T``; ``sgntk`` / ``sg_gram`` are
+def _assemble(get, y1, y2, sgntk, sg_gram, nngp=None) -> LIFKernel:
+    """The requested kernels: ``nngp`` the sample ``y1 y2^T`` (or the given thunk: the
+    readout-weight Gram, see :func:`lif_kernels_networks`); ``sgntk`` / ``sg_gram`` are
     computed by the given thunks only when asked for."""
-    out = {"nngp": lambda: y1[:, None] * y2[None, :], "sgntk": sgntk, "sg_gram": sg_gram}
+    out = {"nngp": nngp or (lambda: y1[:, None] * y2[None, :]), "sgntk": sgntk,
+           "sg_gram": sg_gram}
     return LIFKernel(**{k: out[k]() for k in get})
 
 
@@ -177,9 +182,16 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
                          readout_weights=UNSET, recurrent: bool = False, sigma_w=1.0,
                          sigma_b=0.0, sigma_rec=1.0, sigma_o=1.0, spike_sharpness=UNSET,
                          seed: int = 0, batch_size: int = 4, which: Sequence[str] = UNSET, get=UNSET,
-                         progress: bool | None = None, depth: int = 1, kappa=UNSET,
+                         progress: bool | None = None, depth: int = 1,
+                         nngp_estimator: str = "sample", kappa=UNSET,
                          m=UNSET) -> _mc.MCEstimate:
     """Monte-Carlo average of :func:`lif_empirical` over ``n_networks`` networks of ``width``.
+
+    ``nngp_estimator``: ``"sample"`` averages :func:`lif_empirical`'s one-sample ``y y^T``;
+    ``"conditional"`` averages its expectation over the readout weights given the hidden
+    spikes, the readout-weight Gram ``sigma_o^2 / N sum_i c_i(x1) c_i(x2)`` with ``c_i =
+    sum_t kappa_t S_i[t]`` (Rao-Blackwellised: the same mean, far smaller variance; no extra
+    forward pass).
 
     The estimator of the infinite-width kernels for recurrent networks (bias O(1/width));
     for feed-forward networks its mean equals the mean-field kernel at every width (neurons
@@ -202,28 +214,34 @@ def lif_kernels_networks(x1, x2=None, *, config: _lif.LIFConfig, width: int, n_n
     depth = check_int("depth", depth, minimum=1)
     if recurrent and depth > 1:
         raise ValueError("recurrent=True is only implemented for depth = 1")
+    if nngp_estimator not in ("sample", "conditional"):
+        raise ValueError(f"nngp_estimator must be 'sample' or 'conditional', got {nngp_estimator!r}")
     # x2=None (prepare returns x1 itself): each network's features are computed once
     x1j, x2j, kj = jnp.asarray(x1), None if x2 is x1 else jnp.asarray(x2), jnp.asarray(kap)
     # One module-level compiled function per (width, depth, recurrence, kernels, shapes): a grid
     # of calls (sgntk select) reuses it instead of compiling a new closure every time.
     batched = functools.partial(_networks_batch, x1=x1j, x2=x2j, config=cfg, kappa=kj, sw=sw,
                                 sb=sb, srec=srec, so=so, sharp=sharp, width=width, depth=depth,
-                                recurrent=bool(recurrent), get=get)
+                                recurrent=bool(recurrent), get=get,
+                                conditional_nngp=nngp_estimator == "conditional")
     return _mc.estimate(None, jax.random.PRNGKey(seed), n_networks, batch_size=batch_size,
                         progress=progress, batched_fn=batched)
 
 
-@functools.partial(jax.jit, static_argnames=("width", "depth", "recurrent", "get"))
+@functools.partial(jax.jit, static_argnames=("width", "depth", "recurrent", "get",
+                                             "conditional_nngp"))
 def _networks_batch(keys, *, x1, x2, config, kappa, sw, sb, srec, so, sharp, width, depth,
-                    recurrent, get):
+                    recurrent, get, conditional_nngp):
     """:func:`lif_empirical` of the networks :func:`init_lif_net` (``depth = 1``) or
     :func:`init_lif_deep` draws from ``keys`` (vmapped)."""
     def sample(key):
         if depth > 1:
             params = init_lif_deep(key, x1.shape[2], width, depth)
-            return _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get)
+            return _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get,
+                                        conditional_nngp)
         params = init_lif_net(key, x1.shape[2], width, recurrent=recurrent)
-        return _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get)
+        return _empirical_impl(params, x1, x2, config, kappa, sw, sb, srec, so, sharp, get,
+                               conditional_nngp)
 
     return jax.vmap(sample)(keys)
 
@@ -278,7 +296,8 @@ def _deep_features(params, x, config, kappa, sw, sb, so, sharp):
     return y, tuple(inputs), lam_t, lam_s, scale * (kappa @ s_last)
 
 
-def _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get):
+def _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get,
+                         conditional_nngp=False):
     """Kernels as sums over layers of ``sum_{t,t'} G^l_tt' (Lambda^l Lambda~^l^T)_tt'`` with the
     empirical drive covariance ``G^l = sigma_w^2 / n_{l-1} S^{l-1} S'^{l-1}^T + sigma_b^2``
     (the Gram of the weight and bias gradients), plus the readout Gram."""
@@ -294,7 +313,8 @@ def _deep_empirical_impl(params, x1, x2, config, kappa, sw, sb, so, sharp, get):
             total = total + jnp.einsum("pqts,ptn,qsn->pq", g, a1, a2)
         return total
 
-    return _assemble(get, y1, y2, lambda: layers(lt1, ls2), lambda: layers(ls1, ls2))
+    return _assemble(get, y1, y2, lambda: layers(lt1, ls2), lambda: layers(ls1, ls2),
+                     (lambda: readout) if conditional_nngp else None)
 
 
 _deep_empirical_jit = jax.jit(_deep_empirical_impl, static_argnames=("get",))
