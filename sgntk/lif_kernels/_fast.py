@@ -36,8 +36,10 @@ from jax.scipy.special import erfc
 
 from .. import _quadrature
 from .. import surrogates as _sg
+from . import _tables
 
-__all__ = ["bvn_upper_fast", "conditional_moment_fast", "surrogate_pair_fast", "PAIR_SHAPES"]
+__all__ = ["bvn_upper_fast", "conditional_moment_fast", "table_ok", "surrogate_pair_fast",
+           "PAIR_SHAPES"]
 
 _LOW_X, _LOW_W = np.polynomial.legendre.leggauss(16)
 _HIGH_X, _HIGH_W = np.polynomial.legendre.leggauss(12)
@@ -126,13 +128,53 @@ _GH_X, _GH_W = np.polynomial.hermite.hermgauss(20)
 _POLE = {"sigmoid": math.pi / 4.0, "cauchy": 1.0 / math.pi}
 
 
-def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var):
+def _gauss_hermite(profile, m, sd):
+    """``E[profile(m + sd z)]``, ``z ~ N(0, 1)``, by the 20-node Gauss-Hermite rule."""
+    prof = jnp.zeros_like(m + sd)
+    for xi, wi in zip(_GH_X, _GH_W):
+        prof = prof + wi * profile(m + math.sqrt(2.0) * xi * sd)
+    return prof / math.sqrt(math.pi)
+
+
+def _fast_sigmoid_profile(u):
+    return 1.0 / (1.0 + 2.0 * jnp.abs(u)) ** 2
+
+
+@jax.custom_jvp
+def _qps_tabulated(m, v, q):
+    """q_pseudo_spike's normalised moment: fast_sigmoid's table where ``q = 2`` (the same
+    profile), the scale-mixture sum otherwise; the derivative in ``q`` always from the sum."""
+    return jax.lax.cond(q == 2.0, lambda: _tables.table_moment("fast_sigmoid", m, v),
+                        lambda: _gsm_moment("q_pseudo_spike", q, m, v))
+
+
+@_qps_tabulated.defjvp
+def _qps_tabulated_jvp(primals, tangents):
+    m, v, q = primals
+    dm, dv, dq = tangents
+
+    def table():
+        val, dval = jax.jvp(lambda a, b: _tables.table_moment("fast_sigmoid", a, b), (m, v),
+                            (dm, dv))
+        return val, dval + jax.jvp(lambda t: _gsm_moment("q_pseudo_spike", t, m, v), (q,),
+                                   (dq,))[1]
+
+    return jax.lax.cond(q == 2.0, table, lambda: jax.jvp(
+        lambda a, b, t: _gsm_moment("q_pseudo_spike", t, a, b), (m, v, q), (dm, dv, dq)))
+
+
+def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     """``E_{w ~ N(mean, var)}[psi'(w)]``, ``var > 0`` (elementwise; the caller treats ``var = 0``).
 
     Closed forms for triangular and rectangular (ramp / interval moments of
     :mod:`sgntk._quadrature`), exponential, gaussian, erf and straight-through
-    (:func:`sgntk.surrogates.gaussian_moment`); the Gaussian-scale-mixture sum for
-    fast_sigmoid, q_pseudo_spike, cauchy and sigmoid (module docstring).
+    (:func:`sgntk.surrogates.gaussian_moment`); for fast_sigmoid, q_pseudo_spike, cauchy and
+    sigmoid Gauss-Hermite where the Gaussian is narrow against the distance to the profile's
+    kink or pole, elsewhere the tables of :mod:`._tables` when ``table_ok`` (a scalar bool,
+    e.g. traced: every normalised variance of the call within the table, see
+    :func:`table_ok`; q_pseudo_spike only at its tail ``q = 2``, otherwise its scale-mixture
+    sum) and the Gaussian-scale-mixture sum when ``table_ok`` is None or false (module
+    docstring).
     """
     shape = surrogate.shape
     beta = jnp.asarray(surrogate.sharpness)
@@ -152,15 +194,36 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var):
     # ~1e-13 instead (its nodes reach 7.6 sqrt(v) < R from m). Measured against the
     # log-distance rule (normalised |m| <= 30, v in 1e-8 .. 1e3): GH part 2e-13; sum part
     # 3.3e-8 of the peak for fast_sigmoid (near sqrt(v) = R / 8), < 4e-10 for the others.
+    # The tables cover the same complement, m^2 / v < 64 (<= for the kinked profiles).
     sd = jnp.sqrt(v)
     near = jnp.sqrt(m * m + _POLE.get(shape, 0.0) ** 2)
     use_gh = sd <= near / 8.0
-    prof = jnp.zeros_like(m + v)
-    for xi, wi in zip(_GH_X, _GH_W):
-        prof = prof + wi * surrogate.profile(m + math.sqrt(2.0) * xi * sd)
-    gh = prof / math.sqrt(math.pi)
-    return jnp.asarray(surrogate.dampening) * jnp.where(use_gh, gh,
-                                                        _gsm_moment(shape, surrogate.tail, m, v))
+
+    def exact():
+        gh = _gauss_hermite(surrogate.profile, m, sd)
+        return jnp.where(use_gh, gh, _gsm_moment(shape, surrogate.tail, m, v))
+
+    if table_ok is None:
+        return jnp.asarray(surrogate.dampening) * exact()
+
+    def tabulated():
+        if shape == "q_pseudo_spike":
+            q = jnp.asarray(surrogate.tail, dtype=m.dtype)
+            gh = jax.lax.cond(q == 2.0, lambda: _gauss_hermite(_fast_sigmoid_profile, m, sd),
+                              lambda: _gauss_hermite(surrogate.profile, m, sd))
+            return jnp.where(use_gh, gh, _qps_tabulated(m, v, q))
+        gh = _gauss_hermite(surrogate.profile, m, sd)
+        return jnp.where(use_gh, gh, _tables.table_moment(shape, m, v))
+
+    out = jax.lax.cond(table_ok, tabulated, exact)
+    return jnp.asarray(surrogate.dampening) * out
+
+
+def table_ok(surrogate: _sg.Surrogate, max_var):
+    """Whether :func:`conditional_moment_fast` may use the tables for every conditional
+    moment whose variance is at most ``max_var`` (a scalar; the kernel passes the largest
+    membrane variance of the call): ``sharpness^2 max_var`` within the tables' range."""
+    return _tables.in_range(jnp.asarray(surrogate.sharpness) ** 2 * max_var)
 
 
 # Profiles that are one Gaussian bump, g(u) = w0 exp(-u^2 / (2 s0)): the pair sum below with

@@ -106,7 +106,8 @@ from .. import surrogates as _sg
 from .._util import check_int
 from .._x64 import float64
 from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
-from ._fast import PAIR_SHAPES, bvn_upper_fast, conditional_moment_fast, surrogate_pair_fast
+from ._fast import (PAIR_SHAPES, bvn_upper_fast, conditional_moment_fast, surrogate_pair_fast,
+                    table_ok)
 
 __all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
            "surrogate_pair_expectation", "membrane_covariance", "lif_kernel_fn", "lif_kernels"]
@@ -288,7 +289,8 @@ def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=
     return jnp.where(ok, dens * _conditional_moment(surrogate, mean, var, b, _moment), 0.0)
 
 
-def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
+def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate, *,
+                               _moment=conditional_moment_fast):
     """``E[psi'(u - theta) psi'(v - theta)]``, ``(u, v) ~ N(0, [[a, r], [r, b]])``.
 
     For the scale-mixture shapes and gaussian / erf (:data:`._fast.PAIR_SHAPES`) a sum over
@@ -304,8 +306,7 @@ def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r)))
     ok = a > 0
     sa = jnp.where(ok, a, 1.0)
-    moment = functools.partial(_conditional_moment, surrogate, scale=b,
-                               moment=conditional_moment_fast)
+    moment = functools.partial(_conditional_moment, surrogate, scale=b, moment=_moment)
     val = surrogate_pair_fast(surrogate, sa, b, jnp.where(ok, r, 0.0), theta, moment)
     degenerate = surrogate.derivative(-theta) * _conditional_moment(surrogate, -theta, b, 1.0)
     return jnp.where(ok, val, degenerate)
@@ -474,17 +475,18 @@ def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[in
 
         def mixed(a, b, c):      # E[delta(u_t - theta) psi'(v_t' - theta)], (..., Ta, Tb)
             return mixed_expectation(a[..., :, None], b[..., None, :], c, theta, sur,
-                                     spike_sharpness, _moment=conditional_moment_fast)
+                                     spike_sharpness, _moment=moment)
 
         def mixed_t(a, b, c):    # the same with the sides swapped, in the (t, t') layout
             return mixed_expectation(b[..., None, :], a[..., :, None], c, theta, sur,
-                                     spike_sharpness, _moment=conditional_moment_fast)
+                                     spike_sharpness, _moment=moment)
 
         small = 256 if sur.shape in _CLOSED_INNER else 2
 
         def gram(a, b, c):       # E[psi'(u_t - theta) psi'(v_t' - theta)]
-            return _map_flat(lambda a_, b_, r_: surrogate_pair_expectation(a_, b_, r_, theta, sur),
-                             (a[..., :, None], b[..., None, :], c), small)
+            return _map_flat(lambda a_, b_, r_: surrogate_pair_expectation(
+                a_, b_, r_, theta, sur, _moment=moment), (a[..., :, None], b[..., None, :], c),
+                small)
 
         def contract(m):
             return so2 * jnp.einsum("...ts,t,s->...", m, kw, kw)
@@ -518,6 +520,10 @@ def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[in
 
         var1 = jax.vmap(variances)(y1)
         var2 = var1 if sym else jax.vmap(variances)(y2)
+        # Every conditional variance of the call (SG-NTK and surrogate Gram) is at most a
+        # membrane variance: one check decides whether the moment tables cover them all.
+        moment = functools.partial(conditional_moment_fast, table_ok=table_ok(
+            sur, jnp.maximum(jnp.max(var1), jnp.max(var2))))
         if sym:
             ip, iq = np.triu_indices(n1)
         else:
