@@ -71,6 +71,95 @@ def test_fast_bvn_and_moments_vs_reference():
         assert err.max() < bound, (shape, float(err.max()), mean[err.argmax()], var[err.argmax()])
 
 
+# ----------------------------------------------------------------------------------------
+# Conditional-moment tables (issue 9): table == direct quadrature, 1e-8 relative.
+# ----------------------------------------------------------------------------------------
+def _table_points(shape, n, seed):
+    """Points (m, v) of the tabulated region: y = m^2 / v in [0, 64) (denser near 0 and 64),
+    log v uniform over the table and beyond its lower end (kinked profiles only: below v_lo
+    the sqrt(v) extension is used; for the smooth ones that is Gauss-Hermite territory)."""
+    from sgntk.lif_kernels import _tables
+    rng = np.random.default_rng(seed)
+    v_lo, v_hi = _tables.V_RANGE
+    lo = 1e-16 if shape == "fast_sigmoid" else v_lo
+    v = np.exp(rng.uniform(np.log(lo), np.log(v_hi), n))
+    v[:8] = [lo, v_lo, 0.999 * v_lo, 1.001 * v_lo, 1.0, 0.999 * v_hi, v_hi, 2.0**-20]
+    y = np.concatenate([rng.uniform(0, 64, n // 2), rng.uniform(0, 0.5, n // 4),
+                        rng.uniform(63.0, 63.999, n - n // 2 - n // 4)])
+    y[:4] = 0.0
+    m = np.sqrt(y * v) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    keep = np.ones(n, bool)
+    if shape in _fast._POLE:        # the table serves sqrt(v) > sqrt(m^2 + R^2) / 8 only
+        keep = np.sqrt(v) > np.sqrt(m * m + _fast._POLE[shape] ** 2) / 8.0
+    return m[keep], v[keep]
+
+
+def _check_table(shape, n=3000):
+    from sgntk import _quadrature
+    from sgntk.lif_kernels import _tables
+    m, v = _table_points(shape, n, seed=3)
+    prof = sg.get(shape).profile
+    with jax.enable_x64(True):
+        want = np.asarray(jax.jit(jax.vmap(
+            lambda a, b: _quadrature.gauss_expectation(prof, a, b)))(m, v))
+        have = np.asarray(jax.jit(lambda a, b: _tables.table_moment(shape, a, b))(m, v))
+    err = np.abs(have / want - 1.0)
+    # Measured: 3.9e-9 (fast_sigmoid, below v_lo), 3.1e-9 (cauchy), 1.1e-9 (sigmoid).
+    assert err.max() < 1e-8, (shape, float(err.max()), m[err.argmax()], v[err.argmax()])
+    # The reference itself against scipy.integrate.quad at a few of the points (independent).
+    from scipy import integrate
+    f_np = _NP_PROFILES_DEEP[shape]
+    for i in np.random.default_rng(4).choice(len(m), 6, replace=False):
+        s_ = math.sqrt(v[i])
+        dens = lambda u: f_np(u) * math.exp(-0.5 * ((u - m[i]) / s_) ** 2) / (  # noqa: E731
+            s_ * math.sqrt(2 * math.pi))
+        lo, hi = m[i] - 40 * s_, m[i] + 40 * s_          # Gaussian weight beyond: e^-800
+        cuts = [lo] + sorted(c for c in (0.0, m[i]) if lo < c < hi) + [hi]
+        q = sum(integrate.quad(dens, a, b, epsabs=0, epsrel=1e-12, limit=500)[0]
+                for a, b in zip(cuts[:-1], cuts[1:]) if b > a)
+        assert abs(have[i] / q - 1.0) < 1e-8, (shape, m[i], v[i], have[i], q)
+
+
+_NP_PROFILES_DEEP = {
+    "fast_sigmoid": lambda u: 1.0 / (1.0 + 2.0 * abs(u)) ** 2,
+    "sigmoid": lambda u: 1.0 / math.cosh(min(2.0 * abs(u), 350.0)) ** 2,
+    "cauchy": lambda u: 1.0 / (1.0 + (math.pi * u) ** 2),
+}
+
+
+# fast_sigmoid's table builds in ~1-2 s; sigmoid (six cells per octave) and cauchy with -m slow.
+@pytest.mark.parametrize("shape", ["fast_sigmoid", pytest.param("sigmoid", marks=pytest.mark.slow),
+                                   pytest.param("cauchy", marks=pytest.mark.slow)])
+def test_moment_tables_vs_quadrature(shape):
+    _check_table(shape)
+
+
+def test_tabulated_moment_route_vs_quadrature():
+    """conditional_moment_fast with the tables (Gauss-Hermite + table, q_pseudo_spike at
+    q = 2) and the closed-form exponential route against the log-distance quadrature of
+    gaussian_moment, in psi' units, for sharpness 1e-2 .. 1e3 and the kernel's range of
+    (mean, var), extremes included: relative 1e-8 where the moment is above 1e-300."""
+    rng = np.random.default_rng(7)
+    n = 400
+    mean = -rng.uniform(0, 3, n) * np.exp(rng.uniform(-6, 0, n))
+    var = np.exp(rng.uniform(np.log(1e-9), np.log(1e2), n))
+    mean[:3], var[:3] = 0.0, [1e-9, 1.0, 1e2]
+    for shape, beta in [("fast_sigmoid", 1e-2), ("fast_sigmoid", 1e3), ("q_pseudo_spike", 5.0),
+                        ("exponential", 1e-2), ("exponential", 3.0), ("exponential", 1e3)]:
+        sur = sg.get(shape, sharpness=beta, dampening=0.7)
+        with jax.enable_x64(True):
+            ok = _fast.table_ok(sur, jnp.max(jnp.asarray(var)))
+            assert bool(ok)
+            want = np.asarray(jax.jit(lambda a, b: sg.gaussian_moment(
+                sg.Surrogate("fast_sigmoid" if shape == "q_pseudo_spike" else shape, 0.7, beta),
+                a, b))(mean, var))
+            have = np.asarray(jax.jit(lambda a, b: _fast.conditional_moment_fast(
+                sur, a, b, table_ok=ok))(mean, var))
+        big = want > 1e-300
+        err = np.abs(have[big] / want[big] - 1.0)
+        assert err.max() < 1e-8, (shape, beta, float(err.max()))
+
+
 def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_sharpness=None):
     T = 12
     x = _spikes(0, 4, T, 6, [0.1, 0.2, 0.35, 0.5])
