@@ -146,7 +146,8 @@ def main_gram(out):
         rows += [new, ref]
         lines.append(f"{shape:<16} bump sum {new['rate'] / 1e6:8.4f} M entries/s (P=8, T=20, warm "
                      f"{new['warm_s']:.2f} s)   nested {ref['rate'] / 1e6:8.5f} M entries/s (P=2, "
-                     f"T=6, warm {ref['warm_s']:.2f} s)   {new['speedup_vs_nested']:8.1f}x")
+                     f"T=6, warm {ref['warm_s']:.2f} s)   {new['speedup_vs_nested']:8.1f}x "
+                     f"(load {os.getloadavg()[0]:.1f})")
         print(lines[-1], flush=True)
     lines.append(f"load {os.getloadavg()[0]:.1f} at end")
     os.makedirs(out, exist_ok=True)
@@ -182,8 +183,10 @@ def main(argv=None):
         if "P_used" in row:
             extra = f"P={row['P']} T={row['T']}" + (
                 f" (measured on P'={row['P_used']})" if row["P_used"] != row["P"] else "")
+        row["load"] = os.getloadavg()[0]
         text = (f"{row['route']:<26} {row.get('shape', ''):<16} {extra:<36} "
-                f"{row['rate'] / 1e6:9.3f} M {row['unit']:<26} warm {row['warm_s']:.2f} s")
+                f"{row['rate'] / 1e6:9.3f} M {row['unit']:<26} warm {row['warm_s']:.2f} s "
+                f"(load {row['load']:.1f})")
         if "ratio_to_mlp" in row:
             text += f"  ratio to mlp {row['ratio_to_mlp']:.3f}"
         print(text, flush=True)

@@ -14,16 +14,20 @@ stay as they are; this module has the same quantities, restructured for throughp
   branches instead of 20 / 20. Absolute error against :func:`bvn_upper` below 1e-13
   (``tests/test_lif_kernels_deep.py::test_fast_bvn_and_moments_vs_reference``).
 * :func:`conditional_moment_fast` -- ``E_{w ~ N(mean, var)}[psi'(w)]`` for every surrogate
-  shape: closed forms where they exist, and for the Gaussian-scale-mixture shapes
-  (:data:`sgntk._quadrature.GSM_SHAPES`: fast_sigmoid, q_pseudo_spike, cauchy, sigmoid) the
-  mixture sum ``sum_j w_j sqrt(s_j / (s_j + v)) exp(-m^2 / (2 (s_j + v))) + w_inf`` (each
-  Gaussian bump of the profile integrated against ``N(m, v)`` in closed form; nodes from
-  :func:`sgntk._quadrature.gsm_nodes`), 32-218 terms instead of the ~2300-node log-distance
-  rule of :func:`sgntk._quadrature.gauss_expectation`; where the Gaussian is narrow against
-  the distance to the profile's kink or pole (there the trapezoid sum in log s is only
-  ~3e-7 accurate pointwise) a 20-node Gauss-Hermite rule. Error against the log-distance
-  rule below 4e-8 of the peak ``psi'(0)`` for fast_sigmoid and 1e-9 for the other shapes
-  (same test); the kernels built from it stay within 1e-8 of the reference route.
+  shape: closed forms where they exist (exponential with two ``erfcx``,
+  :func:`_exponential_moment`); for the Gaussian-scale-mixture shapes
+  (:data:`sgntk._quadrature.GSM_SHAPES`: fast_sigmoid, q_pseudo_spike, cauchy, sigmoid) a
+  20-node Gauss-Hermite rule where the Gaussian is narrow against the distance to the
+  profile's kink or pole (exact to ~1e-13 there), and elsewhere either the tables of
+  :mod:`._tables` (``table_ok``: one lookup, 1e-8 relative; q_pseudo_spike at ``q = 2``
+  only) or the mixture sum ``sum_j w_j sqrt(s_j / (s_j + v)) exp(-m^2 / (2 (s_j + v))) +
+  w_inf`` (each Gaussian bump of the profile integrated against ``N(m, v)`` in closed form;
+  nodes from :func:`sgntk._quadrature.gsm_nodes`), 32-218 terms instead of the ~2300-node
+  log-distance rule of :func:`sgntk._quadrature.gauss_expectation`. The mixture sum's error
+  against the log-distance rule is below 4e-8 of the peak ``psi'(0)`` for fast_sigmoid
+  (its trapezoid rule in ``log s`` near ``sqrt(v) = R / 8``) and 1e-9 for the other shapes
+  (``tests/test_lif_kernels_deep.py``); the kernels built from it stay within 1e-8 of the
+  reference route.
 """
 from __future__ import annotations
 

@@ -58,13 +58,21 @@ matrices over the time pair ``(t, t')``:
   variances ``a^l_t = C^l_tt(x, x)`` come from the same recursion on the pair ``(x, x)``.
 
 Cost. Per (input pair, time pair, layer): one orthant probability, one mixed expectation
-(closed form or a 32-218 term scale-mixture sum, :mod:`._fast`) and, below the top layer,
-``O(T)`` for the two ``T x T`` products with ``K``. ``K(x, x)`` is evaluated once per
-unordered input pair (the orthant probabilities and ``C`` are symmetric; the mixed
-expectation is evaluated for both orientations). The surrogate Gram's ``E[psi' psi']`` is a sum
-over the profile's Gaussian bumps with one conditional moment each for the scale-mixture shapes
-and gaussian / erf (:func:`._fast.surrogate_pair_fast`), a nested quadrature for triangular and
-rectangular (:func:`surrogate_pair_expectation`).
+and, below the top layer, ``O(T)`` for the two ``T x T`` products with ``K``. ``K(x, x)`` is
+evaluated once per unordered input pair (the orthant probabilities and ``C`` are symmetric;
+the mixed expectation is evaluated for both orientations). The mixed expectation's
+conditional moment (:func:`._fast.conditional_moment_fast`) is a closed form for gaussian,
+erf, straight-through, triangular, rectangular and exponential; for fast_sigmoid, sigmoid,
+cauchy and q_pseudo_spike (at its default tail ``q = 2``) a 20-node Gauss-Hermite rule where
+the Gaussian is narrow against the distance to the profile's kink or pole and a lookup in a
+table of ``log E_{N(m, v)}[g]`` over ``(m^2 / v, log v)`` elsewhere (:mod:`._tables`: built
+once per shape and process, ~1-3 s; 1e-8 relative to the direct quadrature). The tables
+are used when every normalised membrane variance ``sharpness^2 a`` of the call is at most
+``2^30`` (checked once per call); otherwise, and for q_pseudo_spike at ``q != 2``, the
+32-218 term scale-mixture sum. The surrogate Gram's ``E[psi' psi']`` is a sum over the
+profile's Gaussian bumps with one conditional moment each (those above) for the
+scale-mixture shapes and gaussian / erf (:func:`._fast.surrogate_pair_fast`), a nested
+quadrature for triangular and rectangular (:func:`surrogate_pair_expectation`).
 Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
 Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
@@ -481,7 +489,9 @@ def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[in
             return mixed_expectation(b[..., None, :], a[..., :, None], c, theta, sur,
                                      spike_sharpness, _moment=moment)
 
-        small = 256 if sur.shape in _CLOSED_INNER else 2
+        # Entries per vectorised step of the surrogate Gram: the nested quadrature (triangular,
+        # rectangular) holds ~5e3 values per entry, the bump sums a few.
+        small = 256 if sur.shape in _CLOSED_INNER + PAIR_SHAPES else 2
 
         def gram(a, b, c):       # E[psi'(u_t - theta) psi'(v_t' - theta)]
             return _map_flat(lambda a_, b_, r_: surrogate_pair_expectation(
