@@ -17,6 +17,7 @@ Verified against ``scipy.integrate.quad`` with breakpoints in ``tests/test_surro
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -68,7 +69,7 @@ def sin_poly(x):
     """``sin(x)`` for ``|x| <= 1.19`` (Horner in ``x^2``; truncation error < 2e-21). XLA's
     float64 ``sin`` costs ~6 ``exp`` on the CPU backend (measured 39 vs 6.5 ns per element);
     this polynomial ~1/2 ``exp``. Used by Sheppard-type integrals over ``theta`` in
-    ``[0, asin(0.925)]`` (here and in :mod:`sgntk.lif_kernels._fast`)."""
+    ``[0, asin(0.925)]`` (:mod:`sgntk.lif_kernels._fast`)."""
     x2 = x * x
     acc = jnp.full_like(x, _SIN_C[-1])
     for c in _SIN_C[-2::-1]:
@@ -324,7 +325,9 @@ def _safe_sqrt_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     pos = x > 0
     y_safe = jnp.sqrt(jnp.where(pos, x, 1.0))   # differentiable again (second derivatives)
-    return jnp.sqrt(x), jnp.where(pos, dx / (2.0 * y_safe), 0.0)
+    # the primal through _safe_sqrt itself: a plain sqrt here would be differentiated as such
+    # by the next order (inf * 0 = NaN at x = 0)
+    return _safe_sqrt(x), jnp.where(pos, dx / (2.0 * y_safe), 0.0)
 
 
 def zero_variance_safe(fn):
@@ -346,7 +349,8 @@ def zero_variance_safe(fn):
         pos = v > 0
         vs = jnp.where(pos, v, 1.0)
         _, dy = jax.jvp(fn, (vs, *params), (jnp.where(pos, dv, 0.0), *dparams))
-        return fn(v, *params), jnp.where(pos, dy, 0.0)
+        # the primal through ``wrapped`` (not ``fn``), so that higher orders use this rule too
+        return wrapped(v, *params), jnp.where(pos, dy, 0.0)
 
     return wrapped
 
@@ -818,12 +822,17 @@ def correlation_lookup(table, a, b, r):
 #   T1(H) = E[(H - |X|)_+] = H erf(H/sqrt 2) - sqrt(2/pi) (1 - e^{-H^2/2})
 # (the first terms are the independent case rho = 0; R for rho = 1 and the box is Sheppard's
 # formula, as in Genz's BVNU). Every term is positive (expm1 where it matters), so the forms
-# keep full relative precision for any H, K, from variances -> 0 to -> inf. A 16-node
-# Gauss-Legendre rule in theta: 5e-12 relative for |rho| <= 0.925 against the quadrature route
-# below (20 000 random pairs per correlation band, variances 1e-4 .. 1e4); beyond 0.925 the
-# essential singularity of the integrand at theta = pi/2 comes too close (2e-9 at 0.97, 1e-5
-# at 0.995), and those pairs (the diagonal, ~1 % of random 5-d inputs) take the quadrature
-# route, gathered (:func:`patch_where`) so that they cost only their own share.
+# keep full relative precision for any H, K, from variances -> 0 to -> inf. The theta integral
+# is taken in the half angle u = tan(theta/2) (t = sin(theta) = 2u/(1+u^2), 1/c^2 = ((1+u^2) /
+# (1-u^2))^2, dtheta = 2 du/(1+u^2): rational, one division per node, no sine): the
+# integrand's essential singularity at theta = pi/2 is u = 1, relatively farther from
+# [0, tan(asin(0.925)/2)] = [0, 0.669] than pi/2 is from [0, asin(0.925)] (Bernstein ellipse
+# 3.7 instead of 3.0). A 14-node Gauss-Legendre rule in u: 9e-12 relative for |rho| <= 0.925
+# against the quadrature route below (20 000 random pairs, variances 1e-4 .. 1e4, half of them
+# in |rho| in [0.895, 0.925]; the 16-node rule in theta it replaced: 7e-12, 1.3-1.8x slower);
+# beyond 0.925 the singularity comes too close (6e-11 at 0.95, 1e-9 at 0.97 with 14 nodes),
+# and those pairs (the diagonal, ~1 % of random 5-d inputs) take the quadrature route,
+# gathered (:func:`patch_where`) so that they cost only their own share.
 #
 # Quadrature route (any rho):
 # E[g(U) g(V)] = 2 int_0^L g(u) N(u; 0, a) H(kappa u, c) du with kappa = r/a, c = b - r^2/a and
@@ -839,7 +848,7 @@ _PW_X, _PW_W = np.polynomial.legendre.leggauss(_PW_NODES)
 _PW_MULT = np.array([0.5, 2.0, 8.0])                      # around kinks (widths w)
 _PW_GAUSS = np.array([0.5, 1.0, 2.0, 3.0, 4.5, 7.0, 10.0])   # Gaussian scale sqrt(a)
 _RHO_MAX = 0.925                         # closed form up to here, quadrature route beyond
-_TH_X, _TH_W = np.polynomial.legendre.leggauss(16)
+_TH_X, _TH_W = np.polynomial.legendre.leggauss(14)   # nodes in u = tan(theta/2)
 _PATCH_CHUNK = 2048                       # patch_where: masked elements per gathered chunk
 
 
@@ -963,7 +972,12 @@ def piecewise_pair_quadrature(shape, a, b, r):
     cand += [bp + w * k for k in _PW_MULT] + [bp - w * k for k in _PW_MULT]
     if shape == "triangular":                          # H(kappa u, c) has a kink at u = 0 too
         cand += [w * k for k in _PW_MULT]
-    pts = jnp.stack(sorting_network([jnp.clip(c_, 0.0, half) for c_ in cand]), 0)
+    # The cut points are held fixed under differentiation: the integral does not depend on
+    # where it is cut, so its derivative is the same rule applied to the integrand's
+    # derivative (the features of which sit at the same points with the same widths), and the
+    # sorting network stays out of the derivative's program.
+    pts = jax.lax.stop_gradient(
+        jnp.stack(sorting_network([jnp.clip(c_, 0.0, half) for c_ in cand]), 0))
     lo, hi = pts[:-1], pts[1:]
 
     inv_a = 1.0 / a
@@ -988,35 +1002,58 @@ def piecewise_pair_quadrature(shape, a, b, r):
     return integrate(moment)
 
 
-def patch_where(mask, base, fn, args, *, chunk=_PATCH_CHUNK):
+def patch_where(mask, base, fn, args, *, chunk=_PATCH_CHUNK, differentiable=True):
     """``where(mask, fn(*args), base)`` for 1-D arrays, evaluating ``fn`` only where ``mask``
     holds.
 
-    The masked positions are listed first (``jnp.nonzero``), in chunks of ``chunk``; a
-    ``lax.scan`` over the chunks gathers each non-empty chunk, runs ``fn`` on it and scatters
-    the results back (``lax.cond`` skips the empty ones). Cost: ``fn`` on the masked elements
-    rounded up to a chunk, plus an index sort of the mask. ``fn`` is elementwise; its values
-    and derivatives must be finite on every element of ``args``. Differentiable; under
-    ``vmap`` the ``cond`` becomes a select and every chunk is computed.
+    The masked positions are listed first (``jnp.nonzero``), in chunks of ``chunk``; each
+    non-empty chunk is gathered, ``fn`` runs on it and the results are scattered into ``base``.
+    ``differentiable=True``: a ``lax.scan`` over all chunks (``lax.cond`` skips the empty ones)
+    that carries nothing, and one scatter at the end (reverse-mode differentiable; XLA's CPU
+    backend spends ~0.1-0.3 ms per skipped chunk, ~0.1 s for a million elements).
+    ``differentiable=False``: a ``lax.fori_loop`` over the non-empty chunks only (a dynamic
+    trip count: forward-mode only; the primal of a ``custom_jvp``). Cost: ``fn`` on the masked
+    elements rounded up to a chunk, plus an index sort of the mask. ``fn`` is elementwise; its
+    values and derivatives must be finite on every element of ``args``. Under ``vmap`` the
+    ``cond`` becomes a select and every chunk is computed.
     """
     n = base.shape[0]
     if n <= chunk:
         return jnp.where(mask, fn(*args), base)
     n_chunks = -(-n // chunk)
-    idx = jnp.nonzero(mask, size=n_chunks * chunk, fill_value=n)[0].reshape(n_chunks, chunk)
+    flat = jnp.nonzero(mask, size=n_chunks * chunk, fill_value=n)[0]
+    idx = flat.reshape(n_chunks, chunk)
 
-    def body(out, ids):
-        def compute(o):
-            take = jnp.minimum(ids, n - 1)
-            return o.at[ids].set(fn(*(x[take] for x in args)), mode="drop")
-        return jax.lax.cond(ids[0] < n, compute, lambda o: o, out), None
+    def patch(ids):
+        take = jnp.minimum(ids, n - 1)
+        return fn(*(x[take] for x in args)).astype(base.dtype)
 
-    return jax.lax.scan(body, base, idx)[0]
+    if not differentiable:
+        def step(i, out):
+            ids = jax.lax.dynamic_index_in_dim(idx, i, keepdims=False)
+            return out.at[ids].set(patch(ids), mode="drop")
+
+        n_active = (jnp.sum(mask, dtype=jnp.int32) + chunk - 1) // chunk
+        return jax.lax.fori_loop(0, n_active, step, base)
+
+    def body(_, ids):
+        vals = jax.lax.cond(ids[0] < n, patch, lambda _: jnp.zeros((chunk,), base.dtype), ids)
+        return None, vals
+
+    vals = jax.lax.scan(body, None, idx)[1]
+    return base.at[flat].set(vals.reshape(-1), mode="drop")
 
 
-def _theta_rule(shape, a, b, theta1):
-    """The closed forms above (``R`` or ``sqrt(a b) T``) for ``|rho| = sin(theta1) <= 0.925``,
-    by the 16-node Gauss-Legendre rule in ``theta``; ``a, b > 0`` (clamped at 1e-250)."""
+def _theta_rule(shape, a, b, u1, *, rolled=False):
+    """The closed forms above (``R`` or ``sqrt(a b) T``) for ``|rho| <= 0.925``, by the
+    14-node Gauss-Legendre rule in the half angle ``u = tan(theta/2)`` over ``[0, u1]``,
+    ``u1 = tan(asin|rho| / 2) = |rho| / (1 + sqrt(1 - rho^2))``; ``a, b > 0`` (clamped at
+    1e-250).
+
+    ``rolled=False``: the nodes unrolled into one fused elementwise loop (the fast primal);
+    ``rolled=True``: the same sum as a ``lax.scan`` over the nodes (slower, but its
+    derivatives compile to a program several times smaller: the derivative route of
+    :func:`piecewise_pair_expectation`)."""
     a = jnp.maximum(a, 1e-250)
     b = jnp.maximum(b, 1e-250)
     half = 0.5 if shape == "rectangular" else 1.0
@@ -1024,19 +1061,31 @@ def _theta_rule(shape, a, b, theta1):
     hk = hh * kk
     hs = 0.5 * (hh * hh + kk * kk)
     h2, k2 = 0.5 * hh * hh, 0.5 * kk * kk
-    rho = sin_poly(theta1)
-    acc = jnp.zeros_like(hk)
-    for xk, wk in zip(_TH_X, _TH_W):
-        sn = sin_poly(theta1 * (0.5 * (1.0 + float(xk))))
-        inv = 1.0 / (1.0 - sn * sn)
+    rho = 2.0 * u1 / (1.0 + u1 * u1)           # |rho|, consistent with the last node's t
+
+    def node(acc, xk, wk):
+        u = u1 * (0.5 * (1.0 + xk))
+        q = u * u
+        d, e = 1.0 + q, 1.0 - q
+        rde = 1.0 / (d * e)
+        sn = 2.0 * u * e * rde                   # sin(theta)
+        inv = (d * d * rde) ** 2                 # 1 / cos(theta)^2
+        wj = wk * 2.0 * e * rde                  # dtheta / du = 2 / (1 + u^2)
         hkt = hk * sn * inv
         core = jnp.exp(-(hs - hk * sn) * inv)
         if shape == "rectangular":
-            acc = acc - float(wk) * core * jnp.expm1(-2.0 * hkt)
-        else:
-            acc = acc + float(wk) * (rho - sn) * (2.0 * jnp.expm1(-h2 * inv) * jnp.expm1(-k2 * inv)
-                                                  + core * jnp.expm1(-hkt) ** 2)
-    acc = acc * (0.5 * theta1 / np.pi)
+            return acc - wj * core * jnp.expm1(-2.0 * hkt)
+        return acc + wj * (rho - sn) * (2.0 * jnp.expm1(-h2 * inv) * jnp.expm1(-k2 * inv)
+                                        + core * jnp.expm1(-hkt) ** 2)
+
+    acc = jnp.zeros_like(hk)
+    if rolled:
+        acc = jax.lax.scan(lambda c, xw: (node(c, xw[0], xw[1]), None), acc,
+                           (jnp.asarray(_TH_X), jnp.asarray(_TH_W)))[0]
+    else:
+        for xk, wk in zip(_TH_X, _TH_W):
+            acc = node(acc, float(xk), float(wk))
+    acc = acc * (0.5 * u1 / np.pi)
     erf_h, erf_k = erf_fast(hh * _SQRT_HALF), erf_fast(kk * _SQRT_HALF)
     if shape == "rectangular":
         return erf_h * erf_k + acc
@@ -1051,21 +1100,52 @@ def piecewise_pair_expectation(shape, a, b, r):
     :data:`PIECEWISE_SHAPES` (normalised units; elementwise over broadcast ``a, b, r``).
 
     Pairs with ``|rho| <= 0.925``: the closed forms in the comment above (a one-level integral
-    over ``theta = asin(rho)``, 16 nodes; per pair 16 ``exp`` + 16 ``expm1`` (rectangular) or
-    16 ``exp`` + 48 ``expm1`` (triangular), 5e-12 relative). The rest (the diagonal, nearly
+    over ``theta = asin(rho)``, 14 nodes in ``tan(theta/2)``; per pair 14 ``exp`` + 14
+    ``expm1`` (rectangular) or 14 ``exp`` + 42 ``expm1`` (triangular), 1e-11 relative). The rest (the diagonal, nearly
     parallel inputs): :func:`piecewise_pair_quadrature` (``pieces x 8`` conditional moments),
     gathered by :func:`patch_where` (their own cost only, in chunks of 2048). The closed
     form is one fused elementwise loop (working set: the inputs and the output); the
     quadrature route runs in batches of 65536.
-    Derivatives in ``a, b, r`` are finite everywhere, also on the diagonal.
+
+    Derivatives (``jax.custom_jvp``): the tangent is the exact derivative of the same two
+    formulas, taken through their compact forms -- the theta nodes as a ``lax.scan`` instead
+    of unrolled, the quadrature route's cut points held fixed (the integral does not depend on
+    where it is cut, so the derivative is the rule applied to the integrand's derivative;
+    :func:`piecewise_pair_quadrature`). The fused primal is never differentiated, so first and
+    second derivatives (``grad``, ``jacfwd``, ``hessian``) compile to small programs. They are
+    finite everywhere, also on the diagonal (``a b = r^2``, where the conditional variance is
+    snapped to 0 and its tangent with it: the diagonal stays the diagonal along any change of
+    the network's parameters). Checked against central differences in
+    ``tests/test_surrogate_gram.py`` and ``tests/test_kernel_gradients.py``.
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
     shp = a.shape
-    a, b, r = a.reshape(-1), b.reshape(-1), r.reshape(-1)
+    out = _piecewise_pair(shape, a.reshape(-1), b.reshape(-1), r.reshape(-1))
+    return out.reshape(shp)
+
+
+def _piecewise_pair_flat(shape, a, b, r, *, rolled):
+    """:func:`piecewise_pair_expectation` on flat arrays (``rolled``: see :func:`_theta_rule`)."""
     det = snapped_det(a, b, r)
     high = r * r >= (_RHO_MAX ** 2) * (a * b)
-    theta1 = jnp.arctan2(jnp.abs(r), safe_sqrt(jnp.where(high, 1.0, det)))
-    theta1 = jnp.where(high, 0.5, theta1)          # a harmless angle; replaced below
-    out = _theta_rule(shape, a, b, theta1)
-    out = patch_where(high, out, lambda *abr: piecewise_pair_quadrature(shape, *abr), (a, b, r))
-    return out.reshape(shp)
+    # u1 = tan(asin|rho| / 2) = |r| / (sqrt(a b) + sqrt(det))
+    den = jnp.sqrt(a) * jnp.sqrt(b) + safe_sqrt(jnp.where(high, 1.0, det))
+    u1 = jnp.abs(r) / jnp.where(den > 0, den, 1.0)
+    u1 = jnp.where(high, 0.25, u1)                 # a harmless value; replaced below
+    out = _theta_rule(shape, a, b, u1, rolled=rolled)
+    return patch_where(high, out, lambda *abr: piecewise_pair_quadrature(shape, *abr), (a, b, r),
+                       differentiable=rolled)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _piecewise_pair(shape, a, b, r):
+    return _piecewise_pair_flat(shape, a, b, r, rolled=False)
+
+
+@_piecewise_pair.defjvp
+def _piecewise_pair_jvp(shape, primals, tangents):
+    # Primal through the custom function itself (higher orders use this rule again); the
+    # tangent is the forward derivative of the compact form of the same formulas.
+    _, tangent = jax.jvp(lambda *abr: _piecewise_pair_flat(shape, *abr, rolled=True),
+                         primals, tangents)
+    return _piecewise_pair(shape, *primals), tangent

@@ -116,3 +116,10 @@ def test_patch_where_equals_where_with_gradients(share):
         g1 = jax.jit(jax.grad(lambda s: jnp.sum(w * patched(s))))(1.3)
         g2 = jax.grad(lambda s: jnp.sum(w * direct(s)))(1.3)
         np.testing.assert_allclose(float(g1), float(g2), rtol=1e-13)
+        # the forward-only variant (a loop over the non-empty chunks only): values, jvp
+        fwd = lambda s: Q.patch_where(mask, jnp.cos(s * x), fn, (s * x, x),   # noqa: E731
+                                      differentiable=False)
+        np.testing.assert_array_equal(np.asarray(jax.jit(fwd)(1.3)), np.asarray(direct(1.3)))
+        t1 = jax.jit(lambda s: jax.jvp(fwd, (s,), (1.0,))[1])(1.3)
+        t2 = jax.jvp(direct, (1.3,), (1.0,))[1]
+        np.testing.assert_allclose(np.asarray(t1), np.asarray(t2), rtol=1e-13)
