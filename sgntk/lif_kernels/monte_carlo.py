@@ -73,7 +73,9 @@ def _mf_block(key, factor, kappa, config, sharp, block, n1):
 
     One forward pass per derivative (``jax.vjp``: the spikes and the pullback of the true- and
     the surrogate-derivative chains; the spikes are the same Heaviside values in both), the
-    readout weights ``kappa`` as the cotangent of every neuron's spike train.
+    readout weights ``kappa`` as the cotangent of every neuron's spike train. ``factor`` covers
+    ``[x1; x2]`` with ``x1`` its first ``n1`` inputs, or (``n1 = None``) only ``x1 = x2``: the
+    kernels of ``x1`` with itself from one simulation of each input.
     """
     P, T, r = factor.shape
     z = jax.random.normal(key, (block, r), factor.dtype)
@@ -85,10 +87,11 @@ def _mf_block(key, factor, kappa, config, sharp, block, n1):
     o = (kappa @ spikes).reshape(block, P)
     at = jnp.einsum("tbp,ptr->bpr", pull_t(cot)[0].reshape(T, block, P), factor)
     as_ = jnp.einsum("tbp,ptr->bpr", pull_s(cot)[0].reshape(T, block, P), factor)
-    ro = jnp.einsum("bp,bq->pq", o[:, :n1], o[:, n1:]) / block
+    one, two = (slice(None), slice(None)) if n1 is None else (slice(None, n1), slice(n1, None))
+    ro = jnp.einsum("bp,bq->pq", o[:, one], o[:, two]) / block
     return LIFKernel(ro,
-                     ro + jnp.einsum("bpr,bqr->pq", at[:, :n1], as_[:, n1:]) / block,
-                     ro + jnp.einsum("bpr,bqr->pq", as_[:, :n1], as_[:, n1:]) / block)
+                     ro + jnp.einsum("bpr,bqr->pq", at[:, one], as_[:, two]) / block,
+                     ro + jnp.einsum("bpr,bqr->pq", as_[:, one], as_[:, two]) / block)
 
 
 @float64
@@ -151,8 +154,9 @@ def lif_kernels_mc(x1, x2=None, *, config: _lif.LIFConfig, readout_weights=UNSET
                              f"got {n_neurons}")
         return _lif_kernels_mc_deep(x1, x2, cfg, kap, sw, sb, so, sharp, depth, n_neurons,
                                     block, replicates, seed)
-    n1 = x1.shape[0]
-    factor = jnp.asarray(_drive_factor(np.concatenate([x1, x2]), sw, sb))
+    # K(x1, x1) (x2=None: prepare returns x1 itself): each input simulated once, not twice
+    n1, xs = (None, x1) if x2 is x1 else (x1.shape[0], np.concatenate([x1, x2]))
+    factor = jnp.asarray(_drive_factor(xs, sw, sb))
     kj = jnp.asarray(kap)
 
     def sample(key):
@@ -252,13 +256,14 @@ def _deep_replicate(key, factor1, kappa, config, sharp, sw, sb, so, depth, n_blo
 def _lif_kernels_mc_deep(x1, x2, cfg, kap, sw, sb, so, sharp, depth, n_neurons, block,
                          replicates, seed):
     n1 = x1.shape[0]
-    x = np.concatenate([x1, x2])
-    factor1 = _drive_factor(x, sw, sb)
+    sym = x2 is x1           # K(x1, x1): each input simulated once
+    factor1 = _drive_factor(x1 if sym else np.concatenate([x1, x2]), sw, sb)
     n_blocks = max(1, n_neurons // (block * replicates))
     keys = jax.random.split(jax.random.PRNGKey(seed), replicates)
     reps = [_deep_replicate(k, factor1, jnp.asarray(kap), cfg, sharp, sw, sb, so, depth,
                             n_blocks, block) for k in keys]
-    stack = jax.tree_util.tree_map(lambda *v: np.stack(v)[:, :n1, n1:], *reps)
+    stack = jax.tree_util.tree_map(lambda *v: np.stack(v) if sym else np.stack(v)[:, :n1, n1:],
+                                   *reps)
     mean = jax.tree_util.tree_map(lambda v: jnp.asarray(v.mean(0)), stack)
     err = jax.tree_util.tree_map(lambda v: jnp.asarray(v.std(0, ddof=1) / math.sqrt(replicates)),
                                  stack)

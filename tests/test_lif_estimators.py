@@ -1,6 +1,7 @@
-"""``lif_kernels_networks(nngp_estimator="conditional")``: the readout-weight Gram estimator
-of the NNGP (exact per network against a direct forward pass; unbiased against the analytic
-kernel; smaller standard error than the one-sample ``y y^T``)."""
+"""Estimators of the LIF kernels: ``lif_kernels_networks(nngp_estimator="conditional")``, the
+readout-weight Gram estimator of the NNGP (exact per network against a direct forward pass;
+unbiased against the analytic kernel; smaller standard error than the one-sample ``y y^T``),
+and the mean-field Monte Carlo of ``K(x, x)`` that simulates each input once."""
 import math
 
 import jax
@@ -73,3 +74,20 @@ def test_nngp_estimator_rejects_unknown():
     with pytest.raises(ValueError, match="nngp_estimator"):
         LK.lif_kernels_networks(_spikes(0, 2, 5, 3, 0.3), config=_cfg("none"), width=4,
                                 n_networks=2, nngp_estimator="rao")
+
+
+@pytest.mark.parametrize("reset", ["zero", "none"])
+def test_mc_self_kernel_simulates_each_input_once(reset):
+    """``lif_kernels_mc(x)`` (one simulation per input) == ``lif_kernels_mc(x, copy of x)``
+    (``[x; x]`` simulated): the drive factor of ``x`` and the Gaussian draws are the same, so
+    mean and standard error agree to rounding."""
+    x = _spikes(4, 3, 15, 4, 0.3)
+    kw = dict(config=_cfg(reset), sigma_b=0.3, n_neurons=2048, block=256, seed=1, progress=False)
+    one = LK.lif_kernels_mc(x, **kw)
+    two = LK.lif_kernels_mc(x, x.copy(), **kw)
+    for name in LK.KERNELS:
+        a, b = np.asarray(getattr(one.mean, name)), np.asarray(getattr(two.mean, name))
+        assert a.shape == (3, 3) and np.abs(a).max() > 0
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(a).max())
+        np.testing.assert_allclose(getattr(one.stderr, name), getattr(two.stderr, name),
+                                   rtol=1e-6, atol=1e-12 * np.abs(a).max())
