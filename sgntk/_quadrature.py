@@ -483,13 +483,10 @@ _GSM_CHUNK = 4
 # gave 6e-10 (q_pseudo_spike q = 1.5), 8e-11 (fast_sigmoid), 2e-11 (cauchy), x_hi = 14 gave
 # 2e-12; the error falls like (a e^-x_hi)^2: x_hi = 13 keeps it near 5e-11.
 _GSM_MERGE = (-22.0, 1e-6, 13.0, 1e3)
-# Per-row variances (gsm_pair_expectation integrates against a without swapping, so b may
-# exceed a): the same merges, with b_max <= 1e4 a_min added for the left one and b_max <= 1e3
-# for the right one. Measured against the full window on 60 x 60 structured pairs per range
-# (a, b log-uniform in [1e-6, 1e3], [1e-4, 1], [1e-3, 1], [1e-2, 5], [1, 100], [1e3, 1e5],
-# correlations uniform and 1 - 1e-12 .. 0): worst 1.3e-9 (exponential, fast_sigmoid,
-# q_pseudo_spike q = 1.5), the table's own error; without the bound on b, 1e-6 at a ~ 1e-6.
-_ROWS_B_RATIO = 1e4
+# Per-row and per-column variances (a kernel's first layer): each pair integrates against the
+# larger of its two variances as well (the factors per row / column and node hoisted out of
+# the pair loop, :func:`_gsm_node_sum`), so the same merges and bounds apply (with a_min =
+# max(min a, min b), a_max = max(max a, max b), the extremes of max(a, b) over the pairs).
 _Q_COARSE = (1.25, 2.0)
 # t-grid (log-spaced) for the Gamma mixing integral of q_pseudo_spike / fast_sigmoid.
 _T_LOG = np.linspace(-34.0, 7.0, 700)
@@ -628,9 +625,14 @@ def _gsm_node_sum(coef, s, w, w_inf, a, b, det, active=None):
     from :func:`octave_table`), the nodes summed in chunks of ``_GSM_CHUNK`` inside
     ``lax.scan`` (a working set of a few arrays of the broadcast shape whatever the number of
     nodes). ``active`` (optional, one bool per chunk): chunks to skip (``lax.cond``; their
-    weights must be 0). When ``a`` has fewer elements than ``det`` (per-row variances,
-    e.g. ``(n, 1)`` against ``(n, m)`` pairs), ``sqrt(s_j / (s_j + a))`` and ``1 / (s_j + a)``
-    are computed once per row and node, outside the pair loop."""
+    weights must be 0).
+
+    When ``a`` has fewer elements than ``det`` (per-row and per-column variances, e.g.
+    ``(n, 1)`` and ``(1, m)`` against ``(n, m)`` pairs), ``sqrt(s_j / (s_j + v))`` and
+    ``1 / (s_j + v)`` are computed once per row and node for ``v = a`` and once per column and
+    node for ``v = b``, outside the pair loop, and each pair integrates against the larger of
+    its two variances (a select per node): the sum is then the same float for ``(a, b)`` and
+    ``(b, a)``, so ``K(X, X)`` comes out exactly symmetric."""
     n = s.shape[0]
     pad = (-n) % _GSM_CHUNK
     s_p = jnp.concatenate([s, jnp.ones((pad,))]).reshape(-1, _GSM_CHUNK)
@@ -638,31 +640,43 @@ def _gsm_node_sum(coef, s, w, w_inf, a, b, det, active=None):
     if active is None:
         active = jnp.ones((s_p.shape[0],), bool)
     a = jnp.asarray(a, dtype=float)
+    b = jnp.asarray(b, dtype=float)
     rows = a.size < jnp.size(det)
-    if rows:            # per (row, node): (chunks, CHUNK) + a.shape, small
-        inv = 1.0 / (s_p.reshape(s_p.shape + (1,) * a.ndim) + a)
-        amp = w_p.reshape(inv.shape[:2] + (1,) * a.ndim) * jnp.sqrt(
-            s_p.reshape(inv.shape[:2] + (1,) * a.ndim) * inv)
-    else:
-        inv = amp = jnp.zeros((s_p.shape[0], _GSM_CHUNK))
 
-    def chunk(total, sj, wj, invj, ampj):
+    def factors(v):     # per (row or column, node): (chunks, CHUNK) + v.shape, small
+        sv = s_p.reshape(s_p.shape + (1,) * v.ndim)
+        inv = 1.0 / (sv + v)
+        return inv, w_p.reshape(s_p.shape + (1,) * v.ndim) * jnp.sqrt(sv * inv)
+
+    if rows:
+        nd = max(a.ndim, b.ndim)
+        a, b = a.reshape((1,) * (nd - a.ndim) + a.shape), b.reshape((1,) * (nd - b.ndim) + b.shape)
+        swap = b > a                                   # pairs' shape: integrate against b
+        small = jnp.where(swap, a, b)
+        inv_a, amp_a = factors(a)
+        inv_b, amp_b = factors(b)
+    else:
+        small = b
+        inv_a = amp_a = inv_b = amp_b = jnp.zeros((s_p.shape[0], _GSM_CHUNK))
+
+    def chunk(total, sj, wj, fa, fb):
         for k in range(_GSM_CHUNK):
             if rows:
-                inv_k, amp_k = invj[k], ampj[k]
+                inv_k = jnp.where(swap, fb[0][k], fa[0][k])
+                amp_k = jnp.where(swap, fb[1][k], fa[1][k])
             else:
                 inv_k = 1.0 / (sj[k] + a)
                 amp_k = wj[k] * jnp.sqrt(sj[k] * inv_k)
-            total = total + amp_k * octave_lookup(coef, 1.0, (b * sj[k] + det) * inv_k)
+            total = total + amp_k * octave_lookup(coef, 1.0, (small * sj[k] + det) * inv_k)
         return total
 
     def body(acc, xs):
-        sj, wj, invj, ampj, on = xs
-        return jax.lax.cond(on, lambda t: chunk(t, sj, wj, invj, ampj), lambda t: t, acc), None
+        sj, wj, fa, fb, on = xs
+        return jax.lax.cond(on, lambda t: chunk(t, sj, wj, fa, fb), lambda t: t, acc), None
 
     shape = jnp.broadcast_shapes(jnp.shape(a), jnp.shape(b), jnp.shape(det))
-    acc = jnp.broadcast_to(w_inf * octave_lookup(coef, 1.0, b), shape)
-    acc, _ = jax.lax.scan(body, acc, (s_p, w_p, inv, amp, active))
+    acc = jnp.broadcast_to(w_inf * octave_lookup(coef, 1.0, small), shape)
+    acc, _ = jax.lax.scan(body, acc, (s_p, w_p, (inv_a, amp_a), (inv_b, amp_b), active))
     return acc
 
 
@@ -717,15 +731,15 @@ def gsm_pair_expectation(coef, shape, tail, a, b, r):
     :func:`octave_table`.
 
     Elementwise over broadcast ``a, b, r`` (normalised units, ``a, b >= 0``). The nodes are
-    integrated against the variance ``a``: the larger of the two per pair (swapped) when ``a``
-    or ``b`` has the pairs' shape; ``a`` itself when both have fewer elements than the pairs
-    (per-row / per-column variances, e.g. ``(n, 1)`` and ``(1, m)``: a kernel's first layer),
-    and then ``sqrt(s_j / (s_j + a))`` and ``1 / (s_j + a)`` are computed once per row and node,
-    outside the pair loop. Tail nodes are merged (:data:`_GSM_MERGE`; merge points applied as
-    weights, the merged-away chunks skipped by ``lax.cond``): both tails when every ``a`` lies
-    in ``[1e-6, 1e3]`` (normalised units), the left one when only the lower bound holds; with
-    per-row variances also ``b_max <= 1e4 a_min`` (left) and ``b_max <= 1e3`` (right)
-    (:data:`_ROWS_B_RATIO`). q_pseudo_spike with ``q`` in [1.25, 2] takes fast_sigmoid's
+    integrated against the larger of the two variances of each pair (swapped when ``a`` or
+    ``b`` has the pairs' shape; when both have fewer elements than the pairs -- per-row /
+    per-column variances, e.g. ``(n, 1)`` and ``(1, m)``: a kernel's first layer --
+    ``sqrt(s_j / (s_j + v))`` and ``1 / (s_j + v)`` are computed once per row / column and
+    node, outside the pair loop, and selected per pair). The result is symmetric in ``(a, b)``
+    to the last bit. Tail nodes are merged (:data:`_GSM_MERGE`; merge points applied as
+    weights, the merged-away chunks skipped by ``lax.cond``): both tails when every pair's
+    larger variance lies in ``[1e-6, 1e3]`` (normalised units), the left one when only the
+    lower bound holds. q_pseudo_spike with ``q`` in [1.25, 2] takes fast_sigmoid's
     step (:data:`_Q_COARSE`). Cost per element: one table lookup per node (rounded up to chunks
     of 4): 60 (exponential), 52 (fast_sigmoid; q_pseudo_spike, q in [1.25, 2]), 89
     (q_pseudo_spike otherwise), 59 (cauchy), 32 (sigmoid) with both merges; 68 / 118 / 92 for
@@ -743,12 +757,12 @@ def gsm_pair_expectation(coef, shape, tail, a, b, r):
         swapped = False
     det = snapped_det(a, b, r)
     x_lo, a_lo, x_hi, a_hi = _GSM_MERGE
-    a_min, a_max = jnp.min(a), jnp.max(a)
+    if swapped:
+        a_min, a_max = jnp.min(a), jnp.max(a)
+    else:   # per-row / per-column: each pair integrates against max(a, b) (_gsm_node_sum)
+        a_min = jnp.maximum(jnp.min(a), jnp.min(b))      # = min over pairs of max(a, b)
+        a_max = jnp.maximum(jnp.max(a), jnp.max(b))
     lo_ok, hi_ok = a_min >= a_lo, a_max <= a_hi
-    if not swapped:     # b may exceed a: also bound b (measured, see the comment at _GSM_MERGE)
-        b_max = jnp.max(b)
-        lo_ok = lo_ok & (b_max <= _ROWS_B_RATIO * a_min)
-        hi_ok = hi_ok & (b_max <= a_hi)
     x_lo = jnp.where(lo_ok, x_lo, -jnp.inf)
     x_hi = jnp.where(hi_ok, x_hi, jnp.inf)
     x_lo, x_hi = jax.lax.stop_gradient(x_lo), jax.lax.stop_gradient(x_hi)
@@ -942,18 +956,24 @@ def sorting_network(rows):
     return rows
 
 
-def piecewise_pair_quadrature(shape, a, b, r):
+def piecewise_pair_quadrature(shape, a, b, r, *, compact=False):
     """``E[g(U) g(V)]`` for ``shape`` in :data:`PIECEWISE_SHAPES` (normalised units), by the
     quadrature route (any correlation; see the comment above :data:`PIECEWISE_SHAPES`).
 
     Elementwise over broadcast ``a, b, r``; elements in batches of 65536 (``lax.map``), pieces
     and nodes one at a time (``lax.scan``): the working set is bounded whatever the tile. Cost: ``pieces x 8`` closed-
-    form conditional moments per element (triangular: 18 pieces; rectangular: 15).
+    form conditional moments per element (triangular: 18 pieces; rectangular: 15). The cut
+    points are constants for differentiation (see the comment at the sort below).
+    ``compact=True`` (the derivative route of :func:`piecewise_pair_expectation`): one branch
+    instead of a ``lax.cond`` between two (triangular: the wide-Gaussian moment by a select),
+    half the program to differentiate.
     """
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(t, dtype=float) for t in (a, b, r)))
     if a.size > _PW_BATCH:   # ~20 piece boundaries per element: map over batches of elements
-        return map_in_batches(lambda *abr: piecewise_pair_quadrature(shape, *abr),
+        return map_in_batches(lambda *abr: piecewise_pair_quadrature(shape, *abr, compact=compact),
                               (a, b, r), _PW_BATCH)
+    # integrate against the larger variance: the same float for (a, b) and (b, a)
+    a, b = jnp.where(b > a, b, a), jnp.where(b > a, a, b)
     half = 1.0 if shape == "triangular" else 0.5
     kink = 1.0 if shape == "triangular" else 0.5
     profile = ((lambda u: jnp.maximum(1.0 - jnp.abs(u), 0.0)) if shape == "triangular"
@@ -996,7 +1016,7 @@ def piecewise_pair_quadrature(shape, a, b, r):
 
         return 2.0 * jax.lax.scan(piece, jnp.zeros_like(a), (lo, hi))[0]
 
-    if shape == "triangular":   # the wide-Gaussian branch only when some element needs it
+    if shape == "triangular" and not compact:   # the wide-Gaussian branch only when needed
         return jax.lax.cond(jnp.any(sd > 4.0), lambda: integrate(moment),
                             lambda: integrate(lambda m, s: moment(m, s, wide_branch=False)))
     return integrate(moment)
@@ -1133,8 +1153,8 @@ def _piecewise_pair_flat(shape, a, b, r, *, rolled):
     u1 = jnp.abs(r) / jnp.where(den > 0, den, 1.0)
     u1 = jnp.where(high, 0.25, u1)                 # a harmless value; replaced below
     out = _theta_rule(shape, a, b, u1, rolled=rolled)
-    return patch_where(high, out, lambda *abr: piecewise_pair_quadrature(shape, *abr), (a, b, r),
-                       differentiable=rolled)
+    return patch_where(high, out, lambda *abr: piecewise_pair_quadrature(shape, *abr, compact=rolled),
+                       (a, b, r), differentiable=rolled)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
