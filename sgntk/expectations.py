@@ -193,27 +193,31 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
       ``gamma^2`` (closed forms, O(1) per pair).
     * Gaussian scale mixtures (exponential, fast_sigmoid, q_pseudo_spike, cauchy, sigmoid):
       ``int mu(ds) sqrt(s/(s+a)) G((b s + a b - r^2)/(s + a))`` with ``G`` the centred moment
-      (a table indexed by the float's exponent and mantissa, no logarithm), 32 (sigmoid) to 89
-      (q_pseudo_spike with q outside [1.25, 2]; 52 inside) lookups per pair for normalised
-      variances in [1e-6, 1e3] (up to 218 outside); with per-input variances (the first layer)
-      the per-(input, node) factors are computed once, outside the pair loop
-      (:func:`sgntk._quadrature.gsm_pair_expectation`). Measured ~5 ns per lookup (one core of
-      the 2-core test machine).
+      (a table indexed by the float's exponent and mantissa, no logarithm) and ``a`` the
+      larger of the pair's two variances, 32 (sigmoid) to 89 (q_pseudo_spike with q outside
+      [1.25, 2]; 52 inside) lookups per pair for normalised variances in [1e-6, 1e3] (up to
+      218 outside); with per-input variances (the first layer) the per-(input, node) factors
+      are computed once, outside the pair loop, and the result is symmetric in the two inputs
+      to the last bit (:func:`sgntk._quadrature.gsm_pair_expectation`). Measured ~5 ns per
+      lookup (one core of the 2-core test machine).
     * triangular, rectangular: for ``|rho| <= 0.925`` a closed form from Plackett's identity,
-      ``erf`` products plus a 16-node integral over ``asin(rho)`` (16 ``exp`` + 16 / 48
-      ``expm1`` per pair; measured 0.19 / 0.37 us per pair on one core of the 2-core test
-      machine); the other pairs (the diagonal, nearly parallel inputs; ~1 % of random 5-d
-      inputs) ``E_u[g(u) H(kappa u, c)]`` with the conditional moment ``H`` in closed form,
-      15-18 pieces x 8 Gauss-Legendre nodes (~5-10 us per pair), computed for those pairs
-      only (:func:`sgntk._quadrature.piecewise_pair_expectation`).
+      ``erf`` products plus a 14-node integral over ``tan(asin(rho)/2)`` (14 ``exp`` + 14 / 42
+      ``expm1`` and one division per node and pair); the other pairs (the diagonal, nearly
+      parallel inputs; ~1 % of random 5-d inputs) ``E_u[g(u) H(kappa u, c)]`` with the
+      conditional moment ``H`` in closed form, 15-18 pieces x 8 Gauss-Legendre nodes (measured
+      10-15x the cost of a closed-form pair), computed for those pairs only
+      (:func:`sgntk._quadrature.piecewise_pair_expectation`; its derivatives by a
+      ``custom_jvp`` through the compact form of the same formulas).
     * When ``a`` and ``b`` are scalars (0-d; every layer after a ``sign``/``step`` activation,
       whose output variance does not depend on the input), ``F`` is tabulated once in
       ``-log(1 - |rho|)`` (4000 nodes) and each pair costs one lookup.
 
     Accuracy 1e-8 relative or better against brute-force ``scipy`` quadrature for
     normalised variances 1e-4 to 1e6 and correlations up to 1 - 1e-12
-    (``tests/test_surrogate_gram.py``). Derivatives in every argument and surrogate
-    parameter are finite, including on the diagonal (``a b = r^2``).
+    (``tests/test_surrogate_gram.py``). First and second derivatives (``grad``,
+    ``jacfwd``, ``hessian``, ``vmap`` over parameter grids) in every argument and surrogate
+    parameter are finite, including on the diagonal (``a b = r^2``), and agree with central
+    differences (``tests/test_kernel_gradients.py``).
     """
     shape = surrogate.shape
     gam = jnp.asarray(surrogate.dampening)

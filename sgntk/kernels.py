@@ -38,6 +38,26 @@ Both are built from the one network definition of :mod:`sgntk.layers`
 (``layers.mlp(...).kernel``): the recursion above is ``serial(Dense, phi, ..., Dense)``
 applied to :func:`sgntk.layers.input_kernel`.
 
+Cost per input pair and hidden layer (``x1``, ``x2`` of ``d`` features; the input layer is
+one ``d``-term dot product per pair):
+
+* ``nngp``: closed form for ``sign``, ``step`` (one ``arctan2``) and ``erf`` (one ``arcsin``);
+  a 201 x 201 trapezoid rule (4e4 evaluations) for a smooth callable.
+* ``ntk``: closed form for ``sign``, ``step``, ``erf`` (one square root); 4e4 evaluations
+  for a callable.
+* ``sgntk``: for jumps and ``erf`` the surrogate's centred Gaussian moment at one variance per
+  pair: a closed form (gaussian, erf, straight-through, exponential, cauchy, triangular,
+  rectangular: one ``erf``/``erfcx``) or one lookup in a table of ~2000 moments built once per
+  call (fast_sigmoid, sigmoid, q_pseudo_spike); ~4.6e5 evaluations for a callable.
+* ``sg_gram`` (:func:`sgntk.expectations.surrogate_expectation`): gaussian, erf,
+  straight-through one square root; Gaussian scale mixtures 32-89 table lookups (first
+  layer; up to 218 for normalised variances outside [1e-6, 1e3]); triangular, rectangular a
+  14-node closed form (14 ``exp`` + 14-42 ``expm1``), the ~1 % nearly parallel pairs 15-18 x 8
+  conditional moments. After a ``sign``/``step`` layer every input has the same variance and
+  each pair costs one lookup in a table of 4006 pair values built once per layer.
+
+``benchmarks/bench_surrogate_shapes.py`` times the default kernels for every shape.
+
 Checked against Monte Carlo over wide networks (``tests/test_kernels_mc.py``), against
 neural-tangents' ``stax.Erf``/``stax.Sign`` kernels and against the paper's check values
 (``tests/test_kernels.py``).
