@@ -10,7 +10,8 @@ stay as they are; this module has the same quantities, restructured for throughp
   so the kernel computes them once per (input, time) row instead of 6-8 ``ndtr`` calls per
   entry: ``ndtr`` is ~15x an ``exp`` on the XLA CPU backend), ``sin`` replaced by its Taylor
   polynomial on ``|x| <= asin(0.925)`` (XLA's float64 ``sin`` costs ~10 ``exp``; the
-  polynomial's truncation error is < 2e-21), and 16 / 12 Gauss-Legendre nodes in the two
+  polynomial's truncation error is < 2e-21), ``asin`` by :func:`_asin_poly` (~7x cheaper),
+  and 16 / 12 Gauss-Legendre nodes in the two
   branches instead of 20 / 20. Absolute error against :func:`bvn_upper` below 1e-13
   (``tests/test_lif_kernels_deep.py::test_fast_bvn_and_moments_vs_reference``).
 * :func:`conditional_moment_fast` -- ``E_{w ~ N(mean, var)}[psi'(w)]`` for every surrogate
@@ -50,6 +51,25 @@ _HIGH_X, _HIGH_W = np.polynomial.legendre.leggauss(12)
 _LOW_GX = 1.0 + _LOW_X
 _HIGH_GX = 1.0 + _HIGH_X
 _sin_poly = _quadrature.sin_poly    # sin(x) for |x| <= 1.19 (one definition, in _quadrature)
+# Maclaurin coefficients of asin(z) = sum_k (2k)! / (4^k (k!)^2 (2k + 1)) z^(2k+1), k <= 22.
+_ASIN_C = tuple(math.factorial(2 * k) / (4**k * math.factorial(k) ** 2 * (2 * k + 1))
+                for k in range(23))
+
+
+def _asin_poly(x):
+    """``asin(x)`` for ``|x| <= 1``: the Maclaurin series for ``|x| <= 1/2`` and ``asin|x| =
+    pi/2 - 2 asin(sqrt((1 - |x|)/2))`` above (argument <= 1/2 again); 23 terms in ``z^2 <=
+    1/4`` leave < 3e-17. XLA's float64 ``asin`` costs ~7x this on the CPU backend (measured
+    29.7 vs 4.3 ns per element, N = 65536, load 2.2); max difference 4.4e-16 on |x| <= 0.925."""
+    ax = jnp.abs(x)
+    big = ax > 0.5
+    z = jnp.where(big, jnp.sqrt(0.5 * (1.0 - ax)), ax)
+    z2 = z * z
+    p = jnp.full_like(z, _ASIN_C[-1])
+    for c in _ASIN_C[-2::-1]:
+        p = p * z2 + c
+    a = z * p
+    return jnp.sign(x) * jnp.where(big, 0.5 * math.pi - 2.0 * a, a)
 
 
 def bvn_upper_fast(h, k, r, ph, pk):
@@ -68,7 +88,7 @@ def bvn_upper_fast(h, k, r, ph, pk):
     is_low = absr < 0.925
     # |r| < 0.925: Sheppard's formula.
     hs = 0.5 * (h * h + k * k)
-    asr = 0.5 * jnp.arcsin(jnp.where(is_low, r, 0.0))
+    asr = 0.5 * _asin_poly(jnp.where(is_low, r, 0.0))
     # Nodes unrolled over arrays of the entries' shape (no (..., nodes) intermediates: the
     # XLA CPU backend runs this ~2.6x faster than the broadcast-and-sum form).
     acc = jnp.zeros_like(hk)
