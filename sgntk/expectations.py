@@ -193,13 +193,12 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
       ``gamma^2`` (closed forms, O(1) per pair).
     * Gaussian scale mixtures (exponential, fast_sigmoid, q_pseudo_spike, cauchy, sigmoid):
       ``int mu(ds) sqrt(s/(s+a)) G((b s + a b - r^2)/(s + a))`` with ``G`` the centred moment
-      (a table indexed by the float's exponent and mantissa, no logarithm) and ``a`` the
-      larger of the pair's two variances, 32 (sigmoid) to 89 (q_pseudo_spike with q outside
-      [1.25, 2]; 52 inside) lookups per pair for normalised variances in [1e-6, 1e3] (up to
-      218 outside); with per-input variances (the first layer) the per-(input, node) factors
-      are computed once, outside the pair loop, and the result is symmetric in the two inputs
-      to the last bit (:func:`sgntk._quadrature.gsm_pair_expectation`). Measured ~5 ns per
-      lookup (one core of the 2-core test machine).
+      (a table indexed by the float's exponent and mantissa, no logarithm), 32 (sigmoid) to 89
+      (q_pseudo_spike with q outside [1.25, 2]; 52 inside) lookups per pair for normalised
+      variances in [1e-6, 1e3] (up to 218 outside); with per-input variances (the first layer)
+      the per-(input, node) factors are computed once, outside the pair loop (then symmetric in
+      the two inputs to ~1e-9 relative, not bitwise) (:func:`sgntk._quadrature.gsm_pair_expectation`).
+      Measured ~5 ns per lookup (one core of the 2-core test machine).
     * triangular, rectangular: for ``|rho| <= 0.925`` a closed form from Plackett's identity,
       ``erf`` products plus a 14-node integral over ``tan(asin(rho)/2)`` (14 ``exp`` + 14 / 42
       ``expm1`` and one division per node and pair); the other pairs (the diagonal, nearly
