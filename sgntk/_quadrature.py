@@ -827,9 +827,10 @@ def correlation_lookup(table, a, b, r):
 # (1-u^2))^2, dtheta = 2 du/(1+u^2): rational, one division per node, no sine): the
 # integrand's essential singularity at theta = pi/2 is u = 1, relatively farther from
 # [0, tan(asin(0.925)/2)] = [0, 0.669] than pi/2 is from [0, asin(0.925)] (Bernstein ellipse
-# 3.7 instead of 3.0). A 14-node Gauss-Legendre rule in u: 9e-12 relative for |rho| <= 0.925
-# against the quadrature route below (20 000 random pairs, variances 1e-4 .. 1e4, half of them
-# in |rho| in [0.895, 0.925]; the 16-node rule in theta it replaced: 7e-12, 1.3-1.8x slower);
+# 3.7 instead of 3.0). A 13-node Gauss-Legendre rule in u: 1.3e-11 (triangular) / 1.9e-11
+# (rectangular) relative for |rho| <= 0.925 against the quadrature route below (20 000 random
+# pairs, variances 1e-4 .. 1e4, half of them in |rho| in [0.895, 0.925]; 14 nodes: 6e-12 /
+# 3e-12; the 16-node rule in theta it replaced: 7e-12 at ~1.4x the cost of 13 nodes in u);
 # beyond 0.925 the singularity comes too close (6e-11 at 0.95, 1e-9 at 0.97 with 14 nodes),
 # and those pairs (the diagonal, ~1 % of random 5-d inputs) take the quadrature route,
 # gathered (:func:`patch_where`) so that they cost only their own share.
@@ -848,7 +849,7 @@ _PW_X, _PW_W = np.polynomial.legendre.leggauss(_PW_NODES)
 _PW_MULT = np.array([0.5, 2.0, 8.0])                      # around kinks (widths w)
 _PW_GAUSS = np.array([0.5, 1.0, 2.0, 3.0, 4.5, 7.0, 10.0])   # Gaussian scale sqrt(a)
 _RHO_MAX = 0.925                         # closed form up to here, quadrature route beyond
-_TH_X, _TH_W = np.polynomial.legendre.leggauss(14)   # nodes in u = tan(theta/2)
+_TH_X, _TH_W = np.polynomial.legendre.leggauss(13)   # nodes in u = tan(theta/2)
 _PATCH_CHUNK = 2048                       # patch_where: masked elements per gathered chunk
 
 
@@ -1070,7 +1071,7 @@ def patch_where(mask, base, fn, args, *, chunk=_PATCH_CHUNK, differentiable=True
 
 def _theta_rule(shape, a, b, u1, *, rolled=False):
     """The closed forms above (``R`` or ``sqrt(a b) T``) for ``|rho| <= 0.925``, by the
-    14-node Gauss-Legendre rule in the half angle ``u = tan(theta/2)`` over ``[0, u1]``,
+    13-node Gauss-Legendre rule in the half angle ``u = tan(theta/2)`` over ``[0, u1]``,
     ``u1 = tan(asin|rho| / 2) = |rho| / (1 + sqrt(1 - rho^2))``; ``a, b > 0`` (clamped at
     1e-250).
 
@@ -1126,9 +1127,9 @@ def piecewise_pair_expectation(shape, a, b, r):
     :data:`PIECEWISE_SHAPES` (normalised units; elementwise over broadcast ``a, b, r``).
 
     Pairs with ``|rho| <= 0.925``: the closed forms in the comment above (a one-level integral
-    over ``theta = asin(rho)``, 14 nodes in ``tan(theta/2)``; per pair 14 ``exp`` + 14
-    ``expm1`` (rectangular) or 14 ``exp`` + 42 ``expm1`` (triangular), 1e-11 relative). The rest (the diagonal, nearly
-    parallel inputs): :func:`piecewise_pair_quadrature` (``pieces x 8`` conditional moments),
+    over ``theta = asin(rho)``, 13 nodes in ``tan(theta/2)``; per pair 13 ``exp`` + 13
+    ``expm1`` (rectangular) or 13 ``exp`` + 39 ``expm1`` (triangular), 2e-11 relative). The
+    rest (the diagonal, nearly parallel inputs): :func:`piecewise_pair_quadrature` (``pieces x 8`` conditional moments),
     gathered by :func:`patch_where` (their own cost only, in chunks of 2048). The closed
     form is one fused elementwise loop (working set: the inputs and the output); the
     quadrature route runs in batches of 65536.

@@ -200,7 +200,7 @@ def surrogate_expectation(a, b, r, surrogate: Surrogate):
       the two inputs to ~1e-9 relative, not bitwise) (:func:`sgntk._quadrature.gsm_pair_expectation`).
       Measured ~5 ns per lookup (one core of the 2-core test machine).
     * triangular, rectangular: for ``|rho| <= 0.925`` a closed form from Plackett's identity,
-      ``erf`` products plus a 14-node integral over ``tan(asin(rho)/2)`` (14 ``exp`` + 14 / 42
+      ``erf`` products plus a 13-node integral over ``tan(asin(rho)/2)`` (13 ``exp`` + 13 / 39
       ``expm1`` and one division per node and pair); the other pairs (the diagonal, nearly
       parallel inputs; ~1 % of random 5-d inputs) ``E_u[g(u) H(kappa u, c)]`` with the
       conditional moment ``H`` in closed form, 15-18 pieces x 8 Gauss-Legendre nodes (measured

@@ -52,9 +52,9 @@ one ``d``-term dot product per pair):
 * ``sg_gram`` (:func:`sgntk.expectations.surrogate_expectation`): gaussian, erf,
   straight-through one square root; Gaussian scale mixtures 32-89 table lookups (first
   layer; up to 218 for normalised variances outside [1e-6, 1e3]); triangular, rectangular a
-  14-node closed form (14 ``exp`` + 14-42 ``expm1``), the ~1 % nearly parallel pairs 15-18 x 8
+  13-node closed form (13 ``exp`` + 13-39 ``expm1``), the ~1 % nearly parallel pairs 15-18 x 8
   conditional moments. After a ``sign``/``step`` layer every input has the same variance and
-  each pair costs one lookup in a table of 4006 pair values built once per layer.
+  each pair costs one lookup in a table of ~4000 pair values built once per layer.
 
 ``benchmarks/bench_surrogate_shapes.py`` times the default kernels for every shape.
 
