@@ -169,11 +169,12 @@ def test_tabulated_moment_route_vs_quadrature(shape, beta):
     assert big.sum() > n // 4 and err.max() < 1e-8, (shape, beta, float(err.max()))
 
 
-def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_sharpness=None):
+def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_sharpness=None,
+                       sharpness=3.0, tail=3.0):
     T = 12
     x = _spikes(0, 4, T, 6, [0.1, 0.2, 0.35, 0.5])
-    kw = {"tail": 3.0} if shape == "q_pseudo_spike" else {}
-    cfg = _cfg(surrogate=sg.get(shape, sharpness=3.0, dampening=0.9, **kw))
+    kw = {"tail": tail} if shape == "q_pseudo_spike" else {}
+    cfg = _cfg(surrogate=sg.get(shape, sharpness=sharpness, dampening=0.9, **kw))
     weights = LK.readout_weights(T, readout)
     steps = tuple(int(i) for i in np.flatnonzero(weights))
     with jax.enable_x64(True):
@@ -193,6 +194,17 @@ def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_shar
 @pytest.mark.parametrize("shape", sg.SHAPES)
 def test_fast_route_equals_reference(shape):
     _fast_vs_reference(shape)
+
+
+# The tabulated moments inside the kernel at the ends of the sharpness range and q_pseudo_spike
+# at its default tail (fast_sigmoid's table).
+@pytest.mark.slow
+@pytest.mark.parametrize("shape,sharpness,tail", [("fast_sigmoid", 1e-2, 3.0),
+                                                  ("fast_sigmoid", 1e3, 3.0),
+                                                  ("cauchy", 1e3, 3.0), ("sigmoid", 30.0, 3.0),
+                                                  ("q_pseudo_spike", 5.0, 2.0)])
+def test_fast_route_equals_reference_tabulated(shape, sharpness, tail):
+    _fast_vs_reference(shape, sharpness=sharpness, tail=tail)
 
 
 @pytest.mark.slow
