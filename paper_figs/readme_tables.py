@@ -575,8 +575,23 @@ def select_cost(root) -> str:
         f"(compilation included), each further point {d['warm_point_s']:.1f} s, "
         f"{d['warm_over_train']:.2f}x one training run of the same network measured in the "
         f"same process; the default 200-point grid (10 shape/reset signatures) extrapolates to "
-        f"{est:.1f} min, {verdict} the 10 minutes aimed at (load average "
-        f"{d['load_average'][0]:.1f} on the 2-core machine).")
+        f"{est:.1f} min in one process, {verdict} the 10 minutes aimed at (load average "
+        f"{d['load_average'][0]:.1f} on the 2-core machine)." + _select_grid_run(root))
+
+
+def _select_grid_run(root) -> str:
+    """The measured end-to-end default grid (``bench_select.py --full-grid``), if run."""
+    path = os.path.join(root, "benchmarks", "results", "bench_select_grid.json")
+    if not os.path.exists(path):
+        return ""
+    g = _load(root, "benchmarks", "results", "bench_select_grid.json")
+    verdict = "within" if g["wall_s"] < 600.0 else "beyond"
+    return (f" Measured end to end (`python benchmarks/bench_select.py --full-grid --workers "
+            f"{g['workers']}`, i.e. `sgntk select --data randman --n-samples {g['n_samples']} "
+            f"--workers {g['workers']}`, fresh folder, compilation included): {g['n_points']} "
+            f"points in {g['wall_s'] / 60:.1f} min with {g['workers']} local worker processes on "
+            f"{g['cpus']} cores, {verdict} the 10 minutes (load average "
+            f"{g['load_average_start'][0]:.1f} at start, {g['load_average_end'][0]:.1f} at end).")
 
 
 BLOCKS = {
