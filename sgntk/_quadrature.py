@@ -1034,9 +1034,9 @@ def patch_where(mask, base, fn, args, *, chunk=_PATCH_CHUNK, differentiable=True
     The masked positions are listed first (:func:`masked_positions`), in chunks of ``chunk``; each
     non-empty chunk is gathered, ``fn`` runs on it and the results are scattered into ``base``.
     ``differentiable=True``: a ``lax.scan`` over all chunks (``lax.cond`` skips the empty ones)
-    that carries nothing, and one scatter at the end (reverse-mode differentiable; XLA's CPU
-    backend spends ~0.1-0.3 ms per skipped chunk, ~0.1 s for a million elements).
-    ``differentiable=False``: a ``lax.fori_loop`` over the non-empty chunks only (a dynamic
+    that carries nothing, and one scatter at the end (reverse-mode differentiable; measured at
+    1e6 elements with 1 % masked, load 8: 230 ms, of which ~60-130 ms the masked work and ~50 ms
+    the listing, the rest the scan's per-chunk overhead). ``differentiable=False``: a ``lax.fori_loop`` over the non-empty chunks only (a dynamic
     trip count: forward-mode only; the primal of a ``custom_jvp``). Cost: ``fn`` on the masked
     elements rounded up to a chunk, plus an index sort of the mask. ``fn`` is elementwise; its
     values and derivatives must be finite on every element of ``args``. Under ``vmap`` the
