@@ -170,6 +170,10 @@ def test_bad_units_raise_value_errors(tmp_path):
     assert r.computed == ("a",)
 
 
+def _xla_flags():
+    return os.environ.get("XLA_FLAGS", "")
+
+
 # ------------------------------------------------------------------------------ executor flags
 def test_executor_flags_default_to_in_process():
     """``--ray``/``--ray-address``/``--workers`` (the Ray executor itself is tested in
@@ -189,6 +193,9 @@ def test_executor_flags_default_to_in_process():
     with runner.executor(ap.parse_args(["--workers", "2"])) as ex:   # no Ray: local processes
         assert isinstance(ex, concurrent.futures.ProcessPoolExecutor)
         assert ex.submit(math.factorial, 5).result() == 120
+        # one core each (2 CPUs here or more): XLA's thread pools capped before JAX is imported
+        flags = ex.submit(_xla_flags).result()
+        assert "intra_op_parallelism_threads=" in flags
     with pytest.raises(ValueError, match="--workers"):
         with runner.executor(ap.parse_args(["--workers", "0"])):
             pass
