@@ -23,7 +23,9 @@ def _cfg(reset):
                          surrogate=sg.get("fast_sigmoid", sharpness=5.0))
 
 
-@pytest.mark.parametrize("reset,recurrent,depth", [("zero", True, 1), ("subtract", False, 2)])
+# 6-13 s each on 2 cores: the default run keeps the deep case, -m slow adds the recurrent one
+@pytest.mark.parametrize("reset,recurrent,depth", [
+    pytest.param("zero", True, 1, marks=pytest.mark.slow), ("subtract", False, 2)])
 def test_conditional_nngp_is_readout_gram(reset, recurrent, depth):
     """Per network: sigma_o^2 / N sum_i c_i(x) c_i(x'), c_i = sum_t kappa_t S_i[t], recomputed
     here from the drawn parameters with lif.lif_scan."""
@@ -54,6 +56,7 @@ def test_conditional_nngp_is_readout_gram(reset, recurrent, depth):
     np.testing.assert_allclose(est.mean.nngp, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
 
 
+@pytest.mark.slow
 def test_conditional_nngp_unbiased_and_less_noisy():
     """No reset: the mean over networks of both estimators against the analytic NNGP (z-test,
     |z| < 4.5 over the 9 entries); the conditional one's standard error is smaller."""
@@ -76,7 +79,7 @@ def test_nngp_estimator_rejects_unknown():
                                 n_networks=2, nngp_estimator="rao")
 
 
-@pytest.mark.parametrize("reset", ["zero", "none"])
+@pytest.mark.parametrize("reset", ["zero", pytest.param("none", marks=pytest.mark.slow)])
 def test_mc_self_kernel_simulates_each_input_once(reset):
     """``lif_kernels_mc(x)`` (one simulation per input) == ``lif_kernels_mc(x, copy of x)``
     (``[x; x]`` simulated): the drive factor of ``x`` and the Gaussian draws are the same, so
