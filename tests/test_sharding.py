@@ -131,6 +131,12 @@ SCRIPT = textwrap.dedent(r'''
                                for k in ("nngp", "sgntk")}
         res["lif_disk"] = {k: diff(getattr(l_disk, k), getattr(l_ref, k))
                            for k in ("nngp", "sgntk")}
+        lap("lif")
+
+    if "lif_empirical" in sections:   # finite LIF networks' kernels through mesh= and tiles=
+        T, n_in = 6, 4
+        s1 = (rng.random((9, T, n_in)) < 0.3).astype(float)
+        s2 = (rng.random((7, T, n_in)) < 0.3).astype(float)
         rcfg = lif.LIFConfig(reset="subtract", threshold=0.5,
                              surrogate=get("fast_sigmoid", sharpness=2.0))
         for name, net in (("one", LK.init_lif_net(jax.random.PRNGKey(1), n_in, 16,
@@ -144,7 +150,7 @@ SCRIPT = textwrap.dedent(r'''
             for route, e in (("mesh", e_shd), ("disk", e_dsk)):
                 res[f"lif_empirical_{name}_{route}"] = {
                     k: diff(getattr(e, k), getattr(e_ref, k)) for k in LK.KERNELS}
-        lap("lif")
+        lap("lif_empirical")
 
     if "mesh2" in sections:   # a 2-device mesh out of the 4
         two = sharding.device_mesh(jax.devices()[:2])
@@ -192,13 +198,14 @@ def _run(tmp_path_factory, sections):
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    """The default checks: kernels.mlp sharded and on disk (with resume), empirical, LIF."""
+    """The default checks: kernels.mlp sharded and on disk (with resume), empirical, analytic
+    LIF kernels (finite LIF networks' kernels: ``result_slow``)."""
     return _run(tmp_path_factory, ["mlp", "empirical", "lif"])
 
 
 @pytest.fixture(scope="module")
 def result_slow(tmp_path_factory):
-    return _run(tmp_path_factory, ["mesh2", "quadrature", "shapes"])
+    return _run(tmp_path_factory, ["mesh2", "quadrature", "shapes", "lif_empirical"])
 
 
 def _assert_equal(d):
@@ -276,12 +283,13 @@ def test_lif_kernels_mesh_and_tiles_equal_one_device(result):
         _assert_equal(result[name])
 
 
-def test_lif_empirical_mesh_and_tiles_equal_one_device(result):
+@pytest.mark.slow   # ~20 s of compilation (six network kernels); the analytic LIF routes stay
+def test_lif_empirical_mesh_and_tiles_equal_one_device(result_slow):
     """lif_empirical(mesh=..., tiles=...) of a finite recurrent one-layer network (subtract
     reset) and of a deep one == the one-call route, every kernel."""
     for name in ("one", "deep"):
         for route in ("mesh", "disk"):
-            _assert_equal(result[f"lif_empirical_{name}_{route}"])
+            _assert_equal(result_slow[f"lif_empirical_{name}_{route}"])
 
 
 def test_bad_arguments():
