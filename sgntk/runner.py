@@ -444,10 +444,9 @@ def process_pool(workers: int, *, threads_per_worker: Optional[int] = None
     its own JAX functions; units and their ``fn`` must be module-level (picklable).
 
     ``threads_per_worker`` (default ``max(1, cpus // workers)``): XLA's CPU thread pools of each
-    process are capped so that the workers together do not oversubscribe the cores (with the
-    default pools, two processes on two cores spent a third of their time in the kernel,
-    spinning: the default 200-point ``sgntk select`` grid took 11.7 min with two workers against
-    ~10 min in one process).
+    process are capped so that the workers together do not oversubscribe the cores (measured:
+    the default 200-point ``sgntk select`` grid took 11.7 min with two workers and XLA's default
+    pools, 7.2 min with one thread each, against ~10 min extrapolated in one process).
     """
     import multiprocessing
 
