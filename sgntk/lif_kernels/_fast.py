@@ -167,21 +167,6 @@ def _gauss_hermite(profile, m, sd, nodes=(_GH_X, _GH_W)):
     return prof / math.sqrt(math.pi)
 
 
-def _fast_sigmoid_profile(u):
-    return 1.0 / (1.0 + 2.0 * jnp.abs(u)) ** 2
-
-
-def _sigmoid_profile(u):
-    """sigmoid's ``1 / cosh^2(2u) = 4 e / (1 + e)^2``, ``e = exp(-4 |u|)``: one ``exp``
-    instead of ``cosh``'s two (~3x cheaper in the Gauss-Hermite rule)."""
-    e = jnp.exp(-4.0 * jnp.abs(u))
-    return 4.0 * e / (1.0 + e) ** 2
-
-
-# Profiles for the Gauss-Hermite rule, where a cheaper form exists.
-_GH_PROFILE = {"sigmoid": _sigmoid_profile, "fast_sigmoid": _fast_sigmoid_profile}
-
-
 def _exponential_moment(m, v):
     """``E_{u ~ N(m, v)}[exp(-2 |u|)]`` (exponential's normalised moment), ``v > 0``.
 
@@ -276,12 +261,12 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     def tabulated():
         if shape == "q_pseudo_spike":
             q = jnp.asarray(surrogate.tail, dtype=m.dtype)
-            gh = jax.lax.cond(q == 2.0, lambda: _gauss_hermite(_fast_sigmoid_profile, m, sd,
-                                                               (_GH12_X, _GH12_W)),
+            gh = jax.lax.cond(q == 2.0, lambda: _gauss_hermite(_sg.get("fast_sigmoid").profile,
+                                                               m, sd, (_GH12_X, _GH12_W)),
                               lambda: _gauss_hermite(surrogate.profile, m, sd))
             return jnp.where(use_gh, gh, _qps_tabulated(m, v, q))
         nodes = (_GH_X, _GH_W) if shape == "sigmoid" else (_GH12_X, _GH12_W)
-        gh = _gauss_hermite(_GH_PROFILE.get(shape, surrogate.profile), m, sd, nodes)
+        gh = _gauss_hermite(surrogate.profile, m, sd, nodes)
         return jnp.where(use_gh, gh, _tables.table_moment(shape, m, v))
 
     out = jax.lax.cond(table_ok, tabulated, exact)

@@ -114,7 +114,7 @@ from .. import surrogates as _sg
 from .._util import check_int
 from .._x64 import float64
 from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
-from ._fast import (_GH_PROFILE, PAIR_SHAPES, bvn_upper_fast, conditional_moment_fast, surrogate_pair_fast,
+from ._fast import (PAIR_SHAPES, bvn_upper_fast, conditional_moment_fast, surrogate_pair_fast,
                     table_ok)
 
 __all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
@@ -273,11 +273,7 @@ def _conditional_moment(surrogate, mean, var, scale, moment=_sg.gaussian_moment)
     scale = jnp.where(scale > 0, scale, 1.0)
     degen = var <= _DEGENERATE * scale
     safe = jnp.where(degen, scale, var)
-    # psi'(mean) for the degenerate entries: evaluated for every entry (jnp.where), so with
-    # sigmoid's one-exp profile (_fast._GH_PROFILE) instead of cosh's two.
-    prof = _GH_PROFILE.get(surrogate.shape, surrogate.profile)
-    at_mean = jnp.asarray(surrogate.dampening) * prof(jnp.asarray(surrogate.sharpness) * mean)
-    return jnp.where(degen, at_mean, moment(surrogate, mean, safe))
+    return jnp.where(degen, surrogate.derivative(mean), moment(surrogate, mean, safe))
 
 
 def mixed_expectation(a, b, r, theta, surrogate: _sg.Surrogate, spike_sharpness=None, *,
