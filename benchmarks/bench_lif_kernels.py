@@ -23,7 +23,7 @@ relative standard error ``e`` over the SG-NTK entries, and the time to reach 1 %
     python benchmarks/bench_lif_kernels.py --gram     # the surrogate Gram: bump sum vs nested
 
 ``--gram`` times the surrogate Gram alone (``which=("sg_gram",)``, ``K(X, X)``, P = 8, T = 20)
-for every shape of ``_fast.PAIR_SHAPES`` next to the nested quadrature it replaced
+for every shape of ``_gram.PAIR_SHAPES`` next to the nested quadrature it replaced
 (``analytic._reference_kernel_fn``, P = 2, T = 6: ~5e6 profile evaluations per entry for the
 scale-mixture shapes) and writes ``benchmarks/results/bench_lif_gram.{txt,json}``.
 
@@ -135,11 +135,11 @@ def bench_gram(shape, P, T, reference=False):
 
 def main_gram(out):
     from sgntk._util import write_json
-    from sgntk.lif_kernels import _fast
+    from sgntk.lif_kernels import _gram
     rows, lines = [], [f"bench_lif_kernels --gram (JAX {jax.__version__}, {os.cpu_count()} CPUs, "
                        f"load {os.getloadavg()[0]:.1f} at start); entries = input pairs x time "
                        "pairs of K(X, X), surrogate Gram only"]
-    for shape in _fast.PAIR_SHAPES:
+    for shape in _gram.PAIR_SHAPES:
         new = bench_gram(shape, 8, 20)
         ref = bench_gram(shape, 2, 6, reference=True)
         new["speedup_vs_nested"] = new["rate"] / ref["rate"]

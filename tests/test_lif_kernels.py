@@ -157,7 +157,7 @@ def test_orthant_and_mixed_expectation_vs_quadrature():
        ("gaussian", 2.0), ("erf", 1.5))]])
 def test_surrogate_pair_expectation_vs_dblquad(name, beta):
     """Every shape's route (nested quadrature for triangular; the bump sum of
-    ``_fast.surrogate_pair_fast`` for the others), incl. a small variance against the
+    ``_gram.surrogate_pair_fast`` for the others), incl. a small variance against the
     threshold and a correlation of 0.9995, against dblquad split at the kinks."""
     sur = sg.get(name, sharpness=beta, **({"tail": 3.0} if name == "q_pseudo_spike" else {}))
     cases = [(0.5, 0.8, 0.3, 0.5), (0.3, 0.6, -0.2, 0.7), (0.4, 0.45, 0.41, 1.0)]
@@ -196,7 +196,7 @@ def test_surrogate_pair_expectation_vs_dblquad(name, beta):
                                   pytest.param("fast_sigmoid", marks=pytest.mark.slow),
                                   pytest.param("sigmoid", marks=pytest.mark.slow)])
 def test_pair_routes_agree(name):
-    """The bump sum of ``_fast.surrogate_pair_fast`` == the nested quadrature it replaces, to
+    """The bump sum of ``_gram.surrogate_pair_fast`` == the nested quadrature it replaces, to
     1e-8 of the largest entry (5e-8 / 1e-7 for fast_sigmoid / sigmoid), over random variances, correlations in (-0.99, 0.99) and three
     thresholds (36 entries each); at correlation 1 with unequal variances (``v`` a multiple of
     ``u``: the inner moment has a kink at ``u = theta / kappa`` that the nested rule's

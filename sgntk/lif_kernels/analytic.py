@@ -71,7 +71,7 @@ are used when every normalised membrane variance ``sharpness^2 a`` of the call i
 ``2^30`` (checked once per call); otherwise, and for q_pseudo_spike at ``q != 2``, the
 32-218 term scale-mixture sum. The surrogate Gram's ``E[psi' psi']`` is a sum over the
 profile's Gaussian bumps with one conditional moment each (those above) for the
-scale-mixture shapes and gaussian / erf (:func:`._fast.surrogate_pair_fast`), a nested
+scale-mixture shapes and gaussian / erf (:func:`._gram.surrogate_pair_fast`), a nested
 quadrature for triangular and rectangular (:func:`surrogate_pair_expectation`).
 Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
@@ -114,8 +114,8 @@ from .. import surrogates as _sg
 from .._util import check_int
 from .._x64 import float64
 from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
-from ._fast import (PAIR_SHAPES, bvn_upper_fast, conditional_moment_fast, surrogate_pair_fast,
-                    table_ok)
+from ._fast import bvn_upper_fast, conditional_moment_fast, table_ok
+from ._gram import PAIR_SHAPES, surrogate_pair_fast
 
 __all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
            "surrogate_pair_expectation", "membrane_covariance", "lif_kernel_fn", "lif_kernels"]
@@ -301,9 +301,9 @@ def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate, *,
                                _moment=conditional_moment_fast):
     """``E[psi'(u - theta) psi'(v - theta)]``, ``(u, v) ~ N(0, [[a, r], [r, b]])``.
 
-    For the scale-mixture shapes and gaussian / erf (:data:`._fast.PAIR_SHAPES`) a sum over
+    For the scale-mixture shapes and gaussian / erf (:data:`._gram.PAIR_SHAPES`) a sum over
     the profile's Gaussian bumps, each with one conditional moment
-    (:func:`._fast.surrogate_pair_fast`); for triangular, rectangular and straight-through
+    (:func:`._gram.surrogate_pair_fast`); for triangular, rectangular and straight-through
     the nested quadrature of :func:`_nested_pair_expectation` (there the inner moment is a
     closed form). Exact on the degenerate ``a = 0``. Test:
     ``test_surrogate_pair_expectation_vs_dblquad`` (``scipy.integrate.dblquad``), and the
