@@ -331,7 +331,10 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None,
             a = [r["test_accuracy"] for r in rs]
             within[cond] = dict(n=len(rs), score=select.spearman([r["score"] for r in rs], a),
                                 hc_score=select.spearman([r["hc_score"] for r in rs], a))
+    pre = spec.get("preregistered")
     return dict(task=task, n_configs=len(rows), seeds=spec["seeds"],
+                preregistered=preregistered_evaluation(rows, pre) if pre else None,
+                noise_ceiling=noise_ceiling(rows),
                 fixed_epoch=spec["fixed_epoch"], kernel=kernel, fitted=fitted,
                 predictor_choice=choice_of_predictor,
                 within_condition=within,
@@ -350,6 +353,62 @@ PREDICTORS = {
     "unit_backward_gain": lambda r: -abs(r["diagnostics"].get("backward_log10_gain", np.nan)),
     "hc_score": lambda r: r["hc_score"],
 }
+
+
+def _conditioning(r) -> float:
+    """log10 of the smallest eigenvalue of the Adam-normalised surrogate Gram (the rate of the
+    slowest mode of the linearised dynamics, relative to the mean diagonal) minus |log10| of
+    the backward gain over the T steps (decades by which the surrogate gradient explodes or
+    vanishes). A non-positive smallest eigenvalue scores -300 (worst)."""
+    mrp = r["by_kernel"]["sg_gram"]["diagnostics"]["min_real_part"]
+    gain = r["diagnostics"].get("backward_log10_gain", np.nan)
+    return float(np.log10(mrp) if mrp > 0 else -300.0) - abs(gain)
+
+
+# Predictors fixed before a blind grid (make_blind.py --preregistered) is trained, evaluated on
+# it without any choice made from its results. ``conditioning`` (committed with blind2.json,
+# 2026-12-01): chosen on the configurations of validation.json (both tasks) and blind.json,
+# whose results had been seen; blind2.json is the test.
+PREREGISTERED = {"conditioning": _conditioning}
+
+
+def noise_ceiling(rows) -> dict:
+    """How well the seeds agree: mean pairwise Spearman correlation ``r`` of the per-seed test
+    accuracies over configurations, the Spearman-Brown reliability of their mean
+    ``k r / (1 + (k - 1) r)`` (k seeds), and its square root, the correlation a perfect predictor
+    of the expected accuracy would have with the measured mean (an upper bound to aim at)."""
+    from sgntk import select
+
+    seeds = np.array([r["test_accuracy_seeds"] for r in rows], float)
+    k = seeds.shape[1] if seeds.ndim == 2 else 0
+    if k < 2 or len(rows) < 3:
+        return {}
+    pairs = [select.spearman(seeds[:, i], seeds[:, j]) for i in range(k) for j in range(i + 1, k)]
+    r = float(np.nanmean(pairs))
+    rel = k * r / (1 + (k - 1) * r) if r > -1 / (k - 1) else float("nan")
+    return dict(seed_pair_spearman=r, seeds=k, reliability_of_mean=rel,
+                ceiling=float(np.sqrt(rel)) if rel > 0 else float("nan"))
+
+
+def preregistered_evaluation(rows, names) -> dict:
+    """Each preregistered predictor (and the Herranz-Celotti baseline) against the measured
+    test accuracy on all configurations: Spearman with bootstrap 95 % interval, the measured
+    rank of the predicted best, and against the training loss at the fixed epoch."""
+    from sgntk import select
+
+    acc = np.array([r["test_accuracy"] for r in rows])
+    ce = np.array([r["train_ce"] for r in rows])
+    out = {}
+    for name in list(names) + ["hc_score"]:
+        f = PREREGISTERED.get(name) or PREDICTORS[name]
+        s = np.array([f(r) for r in rows], float)
+        best = int(np.nanargmax(np.where(np.isfinite(s), s, -np.inf)))
+        rank = int(1 + np.sum(acc > acc[best]))
+        out[name] = dict(vs_accuracy=select.bootstrap_spearman(s, acc),
+                         vs_training_loss=select.bootstrap_spearman(-s, ce),
+                         best=rows[best]["name"], best_measured_rank=rank,
+                         best_in_top3=rank <= 3)
+    return out
 
 
 def choose_predictor(rows, *, chosen: str | None = None) -> dict:
@@ -463,6 +522,23 @@ def questions(rows) -> dict:
     return out
 
 
+def format_preregistered(res) -> str:
+    """Plain-text lines for the noise ceiling and the preregistered predictors of one task."""
+    lines = []
+    nc = res.get("noise_ceiling") or {}
+    if nc:
+        lines.append(f"  seeds agree: mean pairwise Spearman {nc['seed_pair_spearman']:+.2f} over "
+                     f"{nc['seeds']} seeds; reliability of the mean {nc['reliability_of_mean']:.2f}"
+                     f", ceiling for a perfect predictor {nc['ceiling']:.2f}")
+    for name, v in (res.get("preregistered") or {}).items():
+        a, lo = v["vs_accuracy"], v["vs_training_loss"]
+        lines.append(f"  [preregistered] {name:13s} vs test accuracy: Spearman {a['rho']:+.2f} "
+                     f"[{a['ci95'][0]:+.2f}, {a['ci95'][1]:+.2f}] (n={a['n']}); vs training "
+                     f"loss {lo['rho']:+.2f}; best predicted {v['best']} is measured "
+                     f"#{v['best_measured_rank']}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
@@ -514,6 +590,7 @@ def _run_phases(spec, args, tasks, phases, out, executor) -> None:
                 write_json(os.path.join(out, task, "validation.json"), res)
                 from sgntk import select
                 print(select.format_validation(res))
+                print(format_preregistered(res))
 
 
 if __name__ == "__main__":
