@@ -184,3 +184,78 @@ def test_validation_chooses_the_predictor_on_half_a_only():
     assert res["half_A"]["unit_backward_gain"] == pytest.approx(1.0)
     assert res["half_B"]["rho"] == pytest.approx(-1.0)
     assert V.choose_predictor(rows, chosen="score")["half_B"]["rho"] == pytest.approx(1.0)
+
+
+def _validation_module(name="validation"):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments", "selection"))
+    import importlib
+    return importlib.import_module(name)
+
+
+def test_noise_ceiling_known_cases():
+    """Seeds that agree exactly have reliability 1 (ceiling 1); seeds in exactly reversed
+    order have a negative seed-pair correlation and no defined ceiling; three seeds whose pairs
+    have Spearman 0.5, 0.5 and -0.5 (mean r = 1/6) give the Spearman-Brown reliability
+    3 r / (1 + 2 r) = 0.375."""
+    V = _validation_module()
+    acc = np.linspace(0.1, 0.9, 9)
+    same = [dict(test_accuracy_seeds=[a, a]) for a in acc]
+    nc = V.noise_ceiling(same)
+    assert nc["seed_pair_spearman"] == pytest.approx(1.0) and nc["ceiling"] == pytest.approx(1.0)
+    rev = [dict(test_accuracy_seeds=[a, 1 - a]) for a in acc]
+    nc = V.noise_ceiling(rev)
+    assert nc["seed_pair_spearman"] == pytest.approx(-1.0) and not np.isfinite(nc["ceiling"])
+    # columns (1,2,3), (1,3,2), (2,1,3): pairwise Spearman 1 - 6 sum d^2 / (n (n^2 - 1)) =
+    # 0.5, 0.5, -0.5
+    seeds = np.array([[1, 1, 2], [2, 3, 1], [3, 2, 3]], float)
+    rows = [dict(test_accuracy_seeds=list(s)) for s in seeds]
+    nc = V.noise_ceiling(rows)
+    assert nc["seed_pair_spearman"] == pytest.approx(1 / 6)
+    assert nc["reliability_of_mean"] == pytest.approx(0.375)
+    assert nc["ceiling"] == pytest.approx(np.sqrt(0.375))
+    assert V.noise_ceiling(rows[:2]) == {}
+
+
+def test_preregistered_evaluation_and_conditioning():
+    """``conditioning`` is log10 of the normalised Gram's smallest eigenvalue minus |log10 gain|
+    (a non-positive eigenvalue is worst); a predictor that orders the configurations as the
+    accuracy does has Spearman 1 and its best pick is measured #1."""
+    V = _validation_module()
+    rows = []
+    for i in range(8):
+        acc = 0.2 + 0.1 * i
+        rows.append(dict(name=f"c{i}", test_accuracy=acc, train_ce=2.0 - acc,
+                         hc_score=-float(i % 2),
+                         diagnostics={"backward_log10_gain": 0.0 if i > 1 else -3.0 + i},
+                         by_kernel={"sg_gram": {"diagnostics": {"min_real_part": 10.0 ** (i - 9)
+                                                                if i > 0 else -1.0}}}))
+    assert V._conditioning(rows[3]) == pytest.approx(-6.0)
+    assert V._conditioning(rows[1]) == pytest.approx(-8.0 - 2.0)
+    assert V._conditioning(rows[0]) == pytest.approx(-303.0)
+    res = V.preregistered_evaluation(rows, ["conditioning"])
+    c = res["conditioning"]
+    assert c["vs_accuracy"]["rho"] == pytest.approx(1.0)
+    assert c["vs_training_loss"]["rho"] == pytest.approx(1.0)
+    assert c["best"] == "c7" and c["best_measured_rank"] == 1 and c["best_in_top3"]
+    assert set(res) == {"conditioning", "hc_score"}
+
+
+def test_make_blind_draws_new_distinct_configurations(tmp_path):
+    """make_blind: deterministic for a seed, no configuration repeats one of the excluded
+    files or another draw, and the preregistered names are written into the config."""
+    MB = _validation_module("make_blind")
+    out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
+    MB.main(["--seed", "7", "--n", "30", "--out", str(out1)])
+    MB.main(["--seed", "7", "--n", "30", "--out", str(out2)])
+    a, b = (json.loads(p.read_text()) for p in (out1, out2))
+    assert a["configs"] == b["configs"] and a["preregistered"] == ["conditioning"]
+    keys = [MB._key(c) for c in a["configs"]]
+    assert len(set(keys)) == 30
+    here = os.path.join(os.path.dirname(__file__), "..", "experiments", "selection")
+    old = set()
+    for f in ("validation.json", "blind.json"):
+        with open(os.path.join(here, f)) as fh:
+            old |= {MB._key(c) for c in json.load(fh)["configs"]}
+    assert not old & set(keys)
+    with pytest.raises(SystemExit):
+        MB.main(["--seed", "7", "--n", "2", "--out", str(out1)])

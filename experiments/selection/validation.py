@@ -331,9 +331,9 @@ def analyse(spec: dict, task: str, out: str, *, kernel: str | None = None,
             a = [r["test_accuracy"] for r in rs]
             within[cond] = dict(n=len(rs), score=select.spearman([r["score"] for r in rs], a),
                                 hc_score=select.spearman([r["hc_score"] for r in rs], a))
-    pre = spec.get("preregistered")
     return dict(task=task, n_configs=len(rows), seeds=spec["seeds"],
-                preregistered=preregistered_evaluation(rows, pre) if pre else None,
+                preregistered=list(spec.get("preregistered") or []),
+                fixed_predictors=preregistered_evaluation(rows, list(PREREGISTERED)),
                 noise_ceiling=noise_ceiling(rows),
                 fixed_epoch=spec["fixed_epoch"], kernel=kernel, fitted=fitted,
                 predictor_choice=choice_of_predictor,
@@ -366,9 +366,10 @@ def _conditioning(r) -> float:
 
 
 # Predictors fixed before a blind grid (make_blind.py --preregistered) is trained, evaluated on
-# it without any choice made from its results. ``conditioning`` (committed with blind2.json,
-# 2026-12-01): chosen on the configurations of validation.json (both tasks) and blind.json,
-# whose results had been seen; blind2.json is the test.
+# it without any choice made from its results (``analyse`` reports them on every grid, as
+# "fixed_predictors", and says for which grid they were preregistered). ``conditioning``
+# (committed with blind2.json, 2026-12-01): chosen on the configurations of validation.json
+# (both tasks) and blind.json, whose results had been seen; blind2.json is the test.
 PREREGISTERED = {"conditioning": _conditioning}
 
 
@@ -530,9 +531,12 @@ def format_preregistered(res) -> str:
         lines.append(f"  seeds agree: mean pairwise Spearman {nc['seed_pair_spearman']:+.2f} over "
                      f"{nc['seeds']} seeds; reliability of the mean {nc['reliability_of_mean']:.2f}"
                      f", ceiling for a perfect predictor {nc['ceiling']:.2f}")
-    for name, v in (res.get("preregistered") or {}).items():
+    pre = set(res.get("preregistered") or [])
+    for name, v in (res.get("fixed_predictors") or {}).items():
         a, lo = v["vs_accuracy"], v["vs_training_loss"]
-        lines.append(f"  [preregistered] {name:13s} vs test accuracy: Spearman {a['rho']:+.2f} "
+        tag = ("preregistered" if name in pre else "baseline" if name == "hc_score"
+               else "seen before")
+        lines.append(f"  [{tag}] {name:13s} vs test accuracy: Spearman {a['rho']:+.2f} "
                      f"[{a['ci95'][0]:+.2f}, {a['ci95'][1]:+.2f}] (n={a['n']}); vs training "
                      f"loss {lo['rho']:+.2f}; best predicted {v['best']} is measured "
                      f"#{v['best_measured_rank']}")
