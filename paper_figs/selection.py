@@ -38,6 +38,22 @@ def table(res: dict) -> str:
                          f"{v['ci95'][1]:+.2f}] | `{r[pred]['best']}` | "
                          f"{r[pred]['best_measured_rank']} | "
                          f"{'yes' if r[pred]['best_in_top3'] else 'no'} |")
+    fp = res.get("fixed_predictors") or {}
+    if fp:
+        nc = res.get("noise_ceiling") or {}
+        lines += ["", "| fixed predictor (all configurations) | status | Spearman vs test "
+                  "accuracy [95 % CI] | predicted best | its measured rank |", "|---|---|---|---|---|"]
+        for name, v in fp.items():
+            a = v["vs_accuracy"]
+            status = ("baseline" if name == "hc_score" else "preregistered for this grid"
+                      if name in res.get("preregistered", []) else "fixed after seeing this grid")
+            lines.append(f"| {name} | {status} | {a['rho']:+.2f} [{a['ci95'][0]:+.2f}, "
+                         f"{a['ci95'][1]:+.2f}] | `{v['best']}` | {v['best_measured_rank']} |")
+        if nc:
+            lines += ["", f"Seeds agree with mean pairwise Spearman {nc['seed_pair_spearman']:+.2f} "
+                      f"({nc['seeds']} seeds); the reliability of their mean is "
+                      f"{nc['reliability_of_mean']:.2f}, so a perfect predictor of the expected "
+                      f"accuracy would reach about {nc['ceiling']:.2f}."]
     lines += ["", "| subset | kernel-predicted vs measured training loss (epoch "
               f"{res['fixed_epoch']}), Spearman [95 % CI] |", "|---|---|"]
     for subset, r in res["correlations"].items():
@@ -53,7 +69,13 @@ def figure(res: dict, path: str) -> str:
     import matplotlib.pyplot as plt
 
     rows = res["rows"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    cond_panel = bool(res.get("fixed_predictors"))
+    if cond_panel:
+        sys.path.insert(0, os.path.join(ROOT, "experiments", "selection"))
+        from validation import PREREGISTERED
+    fig, axes = plt.subplots(1, 3 + cond_panel, figsize=(14 + 4.5 * cond_panel, 4))
+    if cond_panel:   # the preregistered predictor first
+        axes = list(axes[1:]) + [axes[0]]
     colors = dict(zip(CONDS, ("C0", "C1", "C2", "C3")))
     for cond, label in CONDS.items():
         rs = [r for r in rows if condition(r["point"]) == cond]
@@ -67,6 +89,9 @@ def figure(res: dict, path: str) -> str:
                          color=colors[cond], label=label)
         axes[2].plot([max(r["predicted_loss"], 1e-12) for r in rs], [r["train_ce"] for r in rs],
                      "o", ms=4, color=colors[cond], label=label)
+        if cond_panel:
+            axes[3].errorbar([max(PREREGISTERED["conditioning"](r), -25.0) for r in rs], acc,
+                             yerr=err, fmt="o", ms=4, color=colors[cond], label=label)
     c = res["correlations"]["all"]
     axes[0].set(xlabel=f"score: kernel k-fold R^2 ({res['kernel']})", ylabel="measured test accuracy",
                 title=f"score: Spearman {c['score']['vs_accuracy']['rho']:+.2f}")
@@ -75,7 +100,16 @@ def figure(res: dict, path: str) -> str:
     axes[2].set(xscale="log", xlabel="kernel-predicted relative training loss",
                 ylabel=f"measured training CE, epoch {res['fixed_epoch']}",
                 title=f"Spearman {c['predicted_vs_measured_loss']['rho']:+.2f}")
-    axes[0].legend(fontsize=7)
+    if cond_panel:
+        fc = res["fixed_predictors"]["conditioning"]["vs_accuracy"]
+        status = ("preregistered" if "conditioning" in res.get("preregistered", [])
+                  else "fixed after seeing these results")
+        axes[3].set(xlabel="conditioning: log10 lambda_min(normalised Gram) - |log10 gain|\n"
+                    "(symmetric log scale, clipped at -25)", ylabel="measured test accuracy", xscale="symlog",
+                    title=f"conditioning ({status}): Spearman {fc['rho']:+.2f}")
+        axes[3].legend(fontsize=7)
+    else:
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"{res['task']}: {res['n_configs']} LIF configurations x "
                  f"{len(res['seeds'])} seeds")
     fig.tight_layout()

@@ -41,11 +41,34 @@ def test_score_is_invariant_to_surrogate_scale_under_adam():
         dict(shape="fast_sigmoid", sharpness=2.0, dampening=d)), train_steps=30, folds=4,
         backward=False) for d in (0.1, 10.0)}
     assert r[0.1]["score"] == pytest.approx(r[10.0]["score"], abs=1e-12)
+    assert r[0.1]["fit_score"] == pytest.approx(r[10.0]["fit_score"], abs=1e-12)
     assert r[0.1]["predicted_loss"] == pytest.approx(r[10.0]["predicted_loss"], rel=1e-9)
     s = {d: select.evaluate_point(net, x, y, surrogate=select.surrogate_of(
         dict(shape="fast_sigmoid", sharpness=2.0, dampening=d)), optimizer="sgd",
         train_steps=30, backward=False)["predicted_loss"] for d in (0.1, 10.0)}
     assert s[0.1] != pytest.approx(s[10.0], rel=1e-3)
+
+
+def test_score_is_log10_slowest_mode_of_the_normalised_kernel():
+    """The kernel part of the score: log10(lambda_min / mean diagonal) of the layer-normalised
+    kernel, on a kernel with known eigenvalues: readout part S = 2 Q diag(lam) Q^T and hidden
+    part S again, so the normalised kernel is 2 S / mean diag(S), whose slowest mode relative
+    to its mean diagonal is lambda_min(S) / mean diag(S) = 2 lam_min / mean diag(S); a kernel
+    with a negative eigenvalue scores -300."""
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(10, 10)))
+    lam = np.geomspace(1e-3, 1.0, 10)
+    s = 2.0 * (q * lam) @ q.T
+    labels = np.arange(10) % 2
+    y = D.one_hot_targets(labels)
+    r = select._kernel_prediction(s, 2 * s, y, True, optimizer="adam", train_steps=5,
+                                  lr_fraction=0.5, folds=2)
+    assert r["log10_slowest_mode"] == pytest.approx(np.log10(2e-3 / np.mean(np.diag(s))),
+                                                    rel=1e-9)
+    neg = (q * np.r_[-0.1, lam[1:]]) @ q.T
+    r = select._kernel_prediction(neg, neg, y, True, optimizer="sgd", train_steps=5,
+                                  lr_fraction=0.5, folds=2)
+    assert r["log10_slowest_mode"] == -300.0
 
 
 def test_cv_score_vs_explicit_folds():
@@ -157,8 +180,14 @@ def test_evaluate_point_every_shape(shape):
     r = select.evaluate_point(select.MLPNetwork(depth=1, activation="sign"), x, y,
                               point=dict(shape=shape, sharpness=2.0, dampening=0.7, tail=3.0,
                                          sigma_w=1.2), train_steps=5, folds=2)
-    # score: held-out R^2 (<= 1; -1e6 marks a diverging flow); cv_accuracy in [0, 1]
-    assert -1e6 <= r["score"] <= 1.0 and np.isfinite(r["predicted_loss"])
+    # fit score: held-out R^2 (<= 1; -1e6 marks a diverging flow); cv_accuracy in [0, 1]
+    assert -1e6 <= r["fit_score"] <= 1.0 and np.isfinite(r["predicted_loss"])
+    # score: log10 of the slowest mode relative to the mean diagonal (<= 0 when the smallest
+    # real part is below the mean diagonal, always for n > 1) minus |log10 backward gain|
+    d = r["diagnostics"]
+    assert r["score"] == pytest.approx(r["log10_slowest_mode"]
+                                       - abs(d["backward_log10_gain"]), abs=1e-12)
+    assert -300.0 <= r["log10_slowest_mode"] <= 0.0
     assert 0.0 <= r["diagnostics"]["cv_accuracy"] <= 1.0
     assert np.isfinite(r["hc_gain"]) and r["point"]["shape"] == shape
     with pytest.raises(ValueError, match="optimizer"):
