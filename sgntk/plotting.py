@@ -65,7 +65,9 @@ def selection_heatmaps(rows, out, *, value: str = "score") -> list:
 
     One PNG per pair of grid fields that take more than one value (shape, sharpness,
     dampening, tail, sigma_w, threshold, detach_reset, recurrent), the cell colour the best
-    ``value`` over the other fields. Returns the paths written.
+    ``value`` over the other fields (for the score, whose unit is decades, the colour scale
+    spans at most 5 decades below the best cell; the printed values are exact). Returns the
+    paths written.
     """
     import itertools
 
@@ -86,7 +88,10 @@ def selection_heatmaps(rows, out, *, value: str = "score") -> list:
             i, j = va.index(str(r["point"].get(fa))), vb.index(str(r["point"].get(fb)))
             grid[i, j] = np.nanmax([grid[i, j], r[value]])
         fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(vb), 1.0 + 0.45 * len(va)))
-        im = ax.imshow(grid, cmap="viridis", aspect="auto")
+        lo, hi = np.nanmin(grid), np.nanmax(grid)
+        if value == "score":   # decades: keep 5 below the best in colour (-300 = unusable)
+            lo = max(lo, hi - 5.0)
+        im = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=lo, vmax=hi)
         ax.set(xticks=range(len(vb)), xticklabels=vb, yticks=range(len(va)), yticklabels=va,
                xlabel=fb, ylabel=fa, title=f"best {value}")
         for i, j in itertools.product(range(len(va)), range(len(vb))):

@@ -288,3 +288,16 @@ def test_make_blind_draws_new_distinct_configurations(tmp_path):
     assert not old & set(keys)
     with pytest.raises(SystemExit):
         MB.main(["--seed", "7", "--n", "2", "--out", str(out1)])
+
+
+def test_selection_heatmaps_with_an_unusable_point(tmp_path):
+    """One PNG per pair of varying fields; a point scored -300 (unusable kernel) does not stop
+    the figure (its colour is clipped 5 decades below the best; values printed as they are)."""
+    from sgntk import plotting
+    rows = [dict(point=dict(shape=s, sharpness=b, sigma_w=1.0), score=sc)
+            for (s, b), sc in zip([("fast_sigmoid", 1.0), ("fast_sigmoid", 5.0),
+                                   ("gaussian", 1.0), ("gaussian", 5.0)],
+                                  [-0.5, -1.2, -300.0, -0.8])]
+    paths = plotting.selection_heatmaps(rows, tmp_path)
+    assert [os.path.basename(p) for p in paths] == ["select_shape_sharpness.png"]
+    assert os.path.getsize(paths[0]) > 1000
