@@ -3,7 +3,8 @@
     python paper_figs/selection.py [RESULTS] [--out paper_figs/selection]
 
 ``RESULTS`` (default ``experiments/results/selection``) holds ``<task>/validation.json`` written by
-``python experiments/selection/validation.py analyse``. For each task: predicted score and the
+``python experiments/selection/validation.py analyse``. For each task: the conditioning score
+(``validation.PREREGISTERED``; ``sgntk.select``'s score), the kernel-fit score and the
 Herranz-Celotti baseline against the measured test accuracy (mean over seeds +- standard error,
 coloured by reset/recurrence condition), and kernel-predicted against measured training loss.
 Also writes ``validation.md`` (the correlation table) next to the figures.
@@ -32,7 +33,7 @@ def table(res: dict) -> str:
              "| subset | predictor | Spearman vs test accuracy [95 % CI] | predicted best | "
              "its measured rank | in top 3 |", "|---|---|---|---|---|---|"]
     for subset, r in res["correlations"].items():
-        for pred, label in (("score", "SG-NTK score"), ("hc_score", "Herranz-Celotti")):
+        for pred, label in (("score", "kernel-fit score"), ("hc_score", "Herranz-Celotti")):
             v = r[pred]["vs_accuracy"]
             lines.append(f"| {subset} | {label} | {v['rho']:+.2f} [{v['ci95'][0]:+.2f}, "
                          f"{v['ci95'][1]:+.2f}] | `{r[pred]['best']}` | "
@@ -93,8 +94,9 @@ def figure(res: dict, path: str) -> str:
             axes[3].errorbar([max(PREREGISTERED["conditioning"](r), -25.0) for r in rs], acc,
                              yerr=err, fmt="o", ms=4, color=colors[cond], label=label)
     c = res["correlations"]["all"]
-    axes[0].set(xlabel=f"score: kernel k-fold R^2 ({res['kernel']})", ylabel="measured test accuracy",
-                title=f"score: Spearman {c['score']['vs_accuracy']['rho']:+.2f}")
+    axes[0].set(xlabel=f"kernel-fit score: k-fold R^2 ({res['kernel']})",
+                ylabel="measured test accuracy",
+                title=f"kernel-fit score: Spearman {c['score']['vs_accuracy']['rho']:+.2f}")
     axes[1].set(xlabel="Herranz-Celotti score -|log10 gain|", ylabel="measured test accuracy",
                 title=f"baseline: Spearman {c['hc_score']['vs_accuracy']['rho']:+.2f}")
     axes[2].set(xscale="log", xlabel="kernel-predicted relative training loss",
