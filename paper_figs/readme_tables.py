@@ -22,6 +22,8 @@ the output of ``BLOCKS[NAME](root)`` for the repository root ``root``:
   ``bench_lif.txt`` as printed by their scripts; ``bench_large_n.json``).
 * ``selection-validation`` — ``experiments/results/selection/<task>/validation.json``
   (``experiments/selection/validation.py analyse``; issue 8).
+* ``selection-predictors`` — the fixed predictors and the seeds' noise ceiling on every
+  validation grid (``experiments/results/selection*/<task>/validation.json``; issue 8);
 * ``lif-kernel-speed`` — ``benchmarks/results/bench_lif_kernels.json`` (issue 9);
 * ``lif-depth`` — ``experiments/lif_depth/results/summary.json`` (issue 9);
 * ``asgl`` — ``paper_figs/asgl/summary.json`` (``python paper_figs/asgl.py``) and, for the
@@ -320,7 +322,7 @@ def selection_validation(root) -> str:
             continue
         d = _load(root, "experiments", "results", "selection", task, "validation.json")
         c = d["correlations"]
-        for pred, label in (("score", f"SG-NTK score ({d['kernel']})"),
+        for pred, label in (("score", f"kernel-fit score ({d['kernel']})"),
                             ("hc_score", "Herranz-Celotti")):
             a, b = c["all"][pred], c.get("B", {}).get(pred)
             loss = c["all"]["predicted_vs_measured_loss"] if pred == "score" else None
@@ -364,7 +366,7 @@ def selection_validation(root) -> str:
         d = _load(root, "experiments", "results", "selection-blind", "randman", "validation.json")
         pc, c = d["predictor_choice"], d["correlations"]["all"]
         for label, r in ((f"{pc['chosen']} (randman's choice)", pc["all"]),
-                         (f"SG-NTK score ({d['kernel']})", c["score"]["vs_accuracy"]),
+                         (f"kernel-fit score ({d['kernel']})", c["score"]["vs_accuracy"]),
                          ("Herranz-Celotti", pc["all_hc"])):
             lines.append(f"| randman, blind: {d['n_configs']} new configurations | "
                          f"{d['n_configs']} x {len(d['seeds'])} | {label} | {r['rho']:+.2f} "
@@ -594,8 +596,50 @@ def _select_grid_run(root) -> str:
             f"{g['load_average_start'][0]:.1f} at start, {g['load_average_end'][0]:.1f} at end).")
 
 
+# (results folder, task, grid label) of the validation grids, in the order the README lists them
+SELECTION_GRIDS = (("selection", "randman", "randman, main grid"),
+                   ("selection", "digits", "digits, main grid"),
+                   ("selection-blind", "randman", "randman, blind grid 1"),
+                   ("selection-blind2", "randman", "randman, blind grid 2"),
+                   ("selection-blind2", "digits", "digits, blind grid 2"))
+
+
+def selection_predictors(root) -> str:
+    """The fixed predictors (``validation.PREREGISTERED``) and the baselines on every validation
+    grid, with the seeds' noise ceiling (``fixed_predictors``, ``noise_ceiling`` of each
+    ``experiments/results/<grid>/<task>/validation.json``)."""
+    lines = ["| grid | configs x seeds | seeds' ceiling | conditioning: Spearman vs test accuracy "
+             "[95 % CI] | status of conditioning | its best pick: measured rank | "
+             "Herranz-Celotti | kernel-fit score |", "|---|---|---|---|---|---|---|---|"]
+    for folder, task, label in SELECTION_GRIDS:
+        path = os.path.join(root, "experiments", "results", folder, task, "validation.json")
+        if not os.path.exists(path):
+            continue
+        d = _load(root, "experiments", "results", folder, task, "validation.json")
+        fp = d.get("fixed_predictors")
+        if not fp:
+            continue
+        c, h = fp["conditioning"], fp["hc_score"]
+        fit = d["correlations"]["all"]["score"]["vs_accuracy"]
+        nc = d.get("noise_ceiling") or {}
+        status = ("preregistered (fresh)" if "conditioning" in d.get("preregistered", [])
+                  else "seen before it was fixed")
+        lines.append(
+            f"| {label} | {d['n_configs']} x {len(d['seeds'])} | "
+            + (f"{nc['ceiling']:.2f}" if nc.get("ceiling") == nc.get("ceiling") and nc else "-")
+            + f" | {c['vs_accuracy']['rho']:+.2f} [{c['vs_accuracy']['ci95'][0]:+.2f}, "
+            f"{c['vs_accuracy']['ci95'][1]:+.2f}] | {status} | {c['best_measured_rank']} of "
+            f"{d['n_configs']} | {h['vs_accuracy']['rho']:+.2f} [{h['vs_accuracy']['ci95'][0]:+.2f}"
+            f", {h['vs_accuracy']['ci95'][1]:+.2f}] | {fit['rho']:+.2f} |")
+    if len(lines) == 2:
+        raise ValueError("no experiments/results/selection*/<task>/validation.json with "
+                         "fixed_predictors")
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "selection-validation": selection_validation,
+    "selection-predictors": selection_predictors,
     "surrogate-shapes": surrogate_shapes,
     "conversion-table": conversion_table,
     "eilers-agreement": eilers_agreement,
