@@ -51,8 +51,8 @@ def test_fast_bvn_and_moments_vs_reference():
     r[:100], r[100:200], r[200:300] = 1.0, -1.0, 0.925
     with jax.enable_x64(True):
         ref = np.asarray(LK.bvn_upper(h, k, r))
-        got = np.asarray(jax.jit(_fast.bvn_upper_split)(h, k, r, ndtr(-h), ndtr(-k)))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13)    # the kernel's route
+        got = np.asarray(jax.jit(_fast.bvn_upper_fast)(h, k, r, ndtr(-h), ndtr(-k)))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13)
     # Scale-mixture / Gauss-Hermite conditional moments vs the log-distance quadrature, where
     # the LIF kernel uses them: |normalised mean| <= 30, normalised variances 1e-8 .. 1e3.
     # Error relative to the peak psi'(0); bounds as documented in _fast (fast_sigmoid's
@@ -69,75 +69,6 @@ def test_fast_bvn_and_moments_vs_reference():
                 mean, var))
         err = np.abs(have - want)
         assert err.max() < bound, (shape, float(err.max()), mean[err.argmax()], var[err.argmax()])
-
-
-@pytest.mark.slow    # ~12 s at load 5 (five compilations)
-def test_split_bvn_equals_both_branch_bvn():
-    # bvn_upper_split evaluates each entry's Genz branch only (entries partitioned, buckets
-    # with lax.switch, custom_vmap over the whole batch): the same values as bvn_upper_fast
-    # (both branches and a select), plain (3001 entries: the last bucket padded), under vmap
-    # (batched and unbatched arguments), all in one branch; and 1e-13 against Genz.
-    rng = np.random.default_rng(5)
-    n = 3001
-    h = np.abs(rng.normal(size=n)) * 2.0
-    k = np.abs(rng.normal(size=n)) * 2.0
-    k[:300] = h[:300] * rng.uniform(0.9, 1.1, 300)
-    r = np.concatenate([rng.uniform(-1, 1, n // 2), 1 - np.exp(-rng.uniform(0, 30, n - n // 2))])
-    r[:50], r[50:100], r[100:150], r[150:200] = 1.0, -1.0, 0.925, -0.925
-    with jax.enable_x64(True):
-        ph, pk = ndtr(-h), ndtr(-k)
-        want = np.asarray(jax.jit(_fast.bvn_upper_fast)(h, k, r, ph, pk))
-        ref = np.asarray(jax.jit(LK.bvn_upper)(h, k, r))
-        split, fast = jax.jit(_fast.bvn_upper_split), jax.jit(_fast.bvn_upper_fast)
-        for rr in (np.full(n, 0.3), np.full(n, 0.99)):
-            np.testing.assert_allclose(np.asarray(split(h, k, rr, ph, pk)),
-                                       np.asarray(fast(h, k, rr, ph, pk)), rtol=0, atol=1e-15)
-        got = np.asarray(split(h, k, r, ph, pk))
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13)
-        # vmap: rows batched, the column side unbatched (as in the kernel's lax.map)
-        m = 3000
-        hb, rb, phb = (x[:m].reshape(6, -1) for x in (h, r, ph))
-        got = np.asarray(jax.jit(jax.vmap(_fast.bvn_upper_split, in_axes=(0, None, 0, 0, None)))(
-            hb, k[:500], rb, phb, pk[:500]))
-        exp = np.asarray(jax.jit(_fast.bvn_upper_fast)(hb, k[:500], rb, phb, pk[:500]))
-        np.testing.assert_allclose(got, exp, rtol=0, atol=1e-15)
-
-
-# The moments' split route (Gauss-Hermite vs table, each entry's branch only) == the route
-# that evaluates both and selects: values, under vmap, gradients; q_pseudo_spike at q = 2
-# (fast_sigmoid's split) and q = 3 (no table), with the tail derivative from the mixture sum.
-# -m slow (10-20 s each at load 5); by default the split moments are checked against the
-# quadrature through conditional_moment_fast (test_tabulated_moment_route_vs_quadrature).
-@pytest.mark.slow
-@pytest.mark.parametrize("shape", ["fast_sigmoid", "sigmoid", "cauchy", "q_pseudo_spike"])
-def test_split_moments_equal_both_branch_route(shape):
-    rng = np.random.default_rng(6)
-    n = 3000
-    mean = rng.uniform(-30, 30, n) * np.exp(rng.uniform(-4, 0, n))
-    var = np.exp(rng.uniform(np.log(1e-6), np.log(1e3), n))
-    with jax.enable_x64(True):
-        if shape == "q_pseudo_spike":
-            for q in (2.0, 3.0):
-                np.testing.assert_allclose(
-                    np.asarray(jax.jit(_fast._qps_split)(mean, var, q)),
-                    np.asarray(jax.jit(_fast._qps_tab_route)(mean, var, q)), rtol=1e-14, atol=0)
-            dq = jax.jit(jax.grad(lambda t: jnp.sum(_fast._qps_split(mean, var, t))))(2.0)
-            dq_ref = jax.jit(jax.grad(lambda t: jnp.sum(_fast._qps_tab_route(mean, var, t))))(2.0)
-            assert float(dq) != 0.0 and abs(float(dq) / float(dq_ref) - 1.0) < 1e-12
-            return
-        assert 0 < np.mean(np.asarray(_fast._use_gh(shape, mean, var))) < 1
-        split = _fast._split_moment(shape)
-        both = jax.jit(lambda a, b: _fast._tab_route(shape, a, b))
-        want = np.asarray(both(mean, var))
-        np.testing.assert_allclose(np.asarray(jax.jit(split)(mean, var)), want, rtol=1e-14, atol=0)
-        np.testing.assert_allclose(
-            np.asarray(jax.jit(jax.vmap(split))(mean.reshape(6, -1), var.reshape(6, -1))),
-            want.reshape(6, -1), rtol=1e-14, atol=0)
-        g1 = jax.jit(jax.grad(lambda a, b: jnp.sum(split(a, b) * a), (0, 1)))(mean, var)
-        g2 = jax.jit(jax.grad(lambda a, b: jnp.sum(both(a, b) * a), (0, 1)))(mean, var)
-        for x, y in zip(g1, g2):     # the same formulas, compiled apart: rounding only
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-12, atol=0)
 
 
 # ----------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ stay as they are; this module has the same quantities, restructured for throughp
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -44,7 +43,7 @@ from .. import _quadrature
 from .. import surrogates as _sg
 from . import _tables
 
-__all__ = ["bvn_upper_fast", "bvn_upper_split", "conditional_moment_fast", "table_ok"]
+__all__ = ["bvn_upper_fast", "conditional_moment_fast", "table_ok"]
 
 _LOW_X, _LOW_W = np.polynomial.legendre.leggauss(16)
 _HIGH_X, _HIGH_W = np.polynomial.legendre.leggauss(12)
@@ -72,32 +71,36 @@ def _asin_poly(x):
     return jnp.sign(x) * jnp.where(big, 0.5 * math.pi - 2.0 * a, a)
 
 
-def _bvn_low(h, k, r, ph, pk):
-    """Genz's BVNU for ``|r| < 0.925``: Sheppard's integral in ``asin`` (16 Gauss-Legendre
-    nodes). Garbage-free but meaningless for ``|r| >= 0.925`` (``r`` is replaced by 0 there)."""
+def bvn_upper_fast(h, k, r, ph, pk):
+    """``P(X > h, Y > k)``, standard bivariate normal with correlation ``r``, for ``h, k >= 0``.
+
+    ``ph = Phi(-h)``, ``pk = Phi(-k)`` (precomputed by the caller). Genz's BVNU (see
+    :func:`sgntk.lif_kernels.bvn_upper`): Sheppard's integral in ``asin`` with 16
+    Gauss-Legendre nodes for ``|r| < 0.925``, the Drezner-Wesolowsky expansion with 12
+    nodes otherwise; for ``h, k >= 0`` the final case analysis needs no further normal CDF
+    but ``Phi(-|h - k'| / sqrt(1 - r^2))``. Values only (the kernel wraps it in the custom
+    JVP of :func:`sgntk.lif_kernels.orthant_probability`).
+    """
+    tp = 2.0 * math.pi
     hk = h * k
+    absr = jnp.abs(r)
+    is_low = absr < 0.925
+    # |r| < 0.925: Sheppard's formula.
     hs = 0.5 * (h * h + k * k)
-    asr = 0.5 * _asin_poly(jnp.where(jnp.abs(r) < 0.925, r, 0.0))
+    asr = 0.5 * _asin_poly(jnp.where(is_low, r, 0.0))
     # Nodes unrolled over arrays of the entries' shape (no (..., nodes) intermediates: the
     # XLA CPU backend runs this ~2.6x faster than the broadcast-and-sum form).
     acc = jnp.zeros_like(hk)
     for gx, gw in zip(_LOW_GX, _LOW_W):
         sn = _sin_poly(asr * gx)
         acc = acc + gw * jnp.exp((sn * hk - hs) / (1.0 - sn * sn))
-    return acc * asr / (2.0 * math.pi) + ph * pk
-
-
-def _bvn_high(h, k, r, ph, pk):
-    """Genz's BVNU for ``|r| >= 0.925``: the Drezner-Wesolowsky expansion around ``|r| = 1``
-    (12 Gauss-Legendre nodes); finite (and meaningless) for ``|r| < 0.925``."""
-    tp = 2.0 * math.pi
-    hk = h * k
-    absr = jnp.abs(r)
+    low = acc * asr / tp + ph * pk
+    # |r| >= 0.925: Drezner-Wesolowsky around |r| = 1.
     neg = r < 0
     kk = jnp.where(neg, -k, k)
     hk2 = jnp.where(neg, -hk, hk)
     inner = absr < 1.0
-    as_ = jnp.where(inner & (absr >= 0.925), 1.0 - r * r, 1.0)
+    as_ = jnp.where(inner & ~is_low, 1.0 - r * r, 1.0)
     a = jnp.sqrt(as_)
     bs = (h - kk) ** 2
     c = (4.0 - hk2) / 8.0
@@ -123,110 +126,8 @@ def _bvn_high(h, k, r, ph, pk):
     bvn = (a2 * acc - bvn) / tp
     bvn = jnp.where(inner, bvn, 0.0)
     # h, k >= 0: r > 0 adds Phi(-max(h, k)) = min(Phi(-h), Phi(-k)); r < 0 has h >= -k.
-    return jnp.clip(jnp.where(r > 0, bvn + jnp.minimum(ph, pk), -bvn), 0.0, 1.0)
-
-
-def bvn_upper_fast(h, k, r, ph, pk):
-    """``P(X > h, Y > k)``, standard bivariate normal with correlation ``r``, for ``h, k >= 0``.
-
-    ``ph = Phi(-h)``, ``pk = Phi(-k)`` (precomputed by the caller). Genz's BVNU (see
-    :func:`sgntk.lif_kernels.bvn_upper`): Sheppard's integral in ``asin`` with 16
-    Gauss-Legendre nodes for ``|r| < 0.925`` (:func:`_bvn_low`), the Drezner-Wesolowsky
-    expansion with 12 nodes otherwise (:func:`_bvn_high`); for ``h, k >= 0`` the final case
-    analysis needs no further normal CDF but ``Phi(-|h - k'| / sqrt(1 - r^2))``. Both
-    branches are evaluated for every entry (see :func:`bvn_upper_split` for the route that
-    evaluates each entry's branch only). Values only (the kernel wraps it in the custom
-    JVP of :func:`sgntk.lif_kernels.orthant_probability`).
-    """
-    low = _bvn_low(h, k, r, ph, pk)
-    high = _bvn_high(h, k, r, ph, pk)
-    return jnp.clip(jnp.where(jnp.abs(r) < 0.925, low, high), 0.0, 1.0)
-
-
-_SPLIT_BUCKETS = 32
-
-
-def _split_apply(pred, f_true, f_false, args, buckets=None):
-    """``where(pred, f_true(*args), f_false(*args))`` for elementwise ``f_*`` on flat 1-D
-    arrays of one length ``n``, each entry evaluated by its own branch only (up to one
-    bucket). The entries are partitioned -- a stable counting sort by ``pred``: one
-    ``cumsum``, one integer scatter and one gather per argument -- so that the ``pred``
-    entries come first, then cut into ``buckets`` buckets that a ``lax.map`` visits with a
-    ``lax.switch``: ``f_true`` only, ``f_false`` only, or (the one bucket holding both kinds)
-    both. Few large buckets: the branches stay large vectorised calls, and each branch's
-    result is a separate buffer (a fusion of the branch into a concatenation or
-    ``dynamic_update_slice`` is not vectorised by XLA's CPU backend: measured ~4x slower)."""
-    buckets = _SPLIT_BUCKETS if buckets is None else buckets
-    n = pred.shape[0]
-    q = -(-n // buckets)
-    nb = -(-n // q)
-    npad = nb * q
-    c = jnp.cumsum(pred.astype(jnp.int32))          # true entries up to and including i
-    n_true = c[-1]
-    # true entries first, then false, each in their original order; padding (index 0) last
-    pos = jnp.where(pred, c - 1, n_true + jnp.arange(n, dtype=jnp.int32) - c)
-    perm = jnp.zeros(npad, jnp.int32).at[pos].set(jnp.arange(n, dtype=jnp.int32),
-                                                  unique_indices=True)
-    rows = [a[perm].reshape(nb, q) for a in args]
-    sel = (jnp.arange(npad) < n_true).reshape(nb, q)
-
-    def one(z):
-        p, xs = z[0], z[1:]
-        kind = jnp.where(jnp.all(p), 0, jnp.where(jnp.any(p), 2, 1))
-        return jax.lax.switch(kind, [lambda: f_true(*xs), lambda: f_false(*xs),
-                                     lambda: jnp.where(p, f_true(*xs), f_false(*xs))])
-
-    return jax.lax.map(one, (sel, *rows)).reshape(npad)[pos]
-
-
-def _whole_batch(fn):
-    """``fn`` (elementwise in its array arguments) with a ``vmap`` rule that calls it once on
-    the whole batch: the batched arguments are broadcast to one shape and ``fn`` runs on
-    them as plain arrays. Inside the kernel's ``lax.map`` over blocks of input pairs this puts
-    every entry of a vectorised block into one call of :func:`_split_apply` (whose
-    ``lax.switch`` would otherwise be batched into a select of all branches). Values only:
-    ``custom_vmap`` has no reverse-mode rule, so callers wrap it in a custom JVP."""
-    wrapped = jax.custom_batching.custom_vmap(fn)
-
-    @wrapped.def_vmap
-    def rule(axis_size, in_batched, *args):
-        shape = jnp.broadcast_shapes(*(x.shape[1:] if bt else x.shape
-                                       for x, bt in zip(args, in_batched)))
-        full = []
-        for x, bt in zip(args, in_batched):
-            if bt:
-                x = x.reshape((axis_size,) + (1,) * (len(shape) + 1 - x.ndim) + x.shape[1:])
-            full.append(jnp.broadcast_to(x, (axis_size,) + shape))
-        return wrapped(*full), True
-
-    return wrapped
-
-
-def _split_elementwise(pred_fn, f_true, f_false):
-    """``where(pred_fn(*a), f_true(*a), f_false(*a))`` over broadcast array arguments ``a``
-    with each entry's branch only (:func:`_split_apply`), one call per whole ``vmap`` batch
-    (:func:`_whole_batch`)."""
-    def run(*args):
-        args = jnp.broadcast_arrays(*args)
-        shape = args[0].shape
-        flat = [x.reshape(-1) for x in args]
-        if flat[0].size == 0:
-            return jnp.zeros(shape, args[0].dtype)
-        return _split_apply(pred_fn(*flat), f_true, f_false, flat).reshape(shape)
-
-    return _whole_batch(run)
-
-
-_bvn_split = _split_elementwise(lambda h, k, r, ph, pk: jnp.abs(r) < 0.925, _bvn_low, _bvn_high)
-
-
-def bvn_upper_split(h, k, r, ph, pk):
-    """:func:`bvn_upper_fast` (the same values) with each entry's Genz branch only: the
-    entries are partitioned by ``|r| < 0.925`` (:func:`_split_apply`; under ``vmap`` over the
-    whole batch). Measured on 60 000 entries with 30 % in the high branch (the kernel's
-    typical share): 104 vs 131 ns per entry (load 7.5). Values only: no derivatives (the
-    kernel wraps it in the custom JVP of :func:`sgntk.lif_kernels.orthant_probability`)."""
-    return jnp.clip(_bvn_split(h, k, r, ph, pk), 0.0, 1.0)
+    high = jnp.where(r > 0, bvn + jnp.minimum(ph, pk), -bvn)
+    return jnp.clip(jnp.where(is_low, low, high), 0.0, 1.0)
 
 
 def _gsm_moment(shape, tail, m, v):
@@ -311,64 +212,6 @@ def _qps_tabulated_jvp(primals, tangents):
         lambda a, b, t: _gsm_moment("q_pseudo_spike", t, a, b), (m, v, q), (dm, dv, dq)))
 
 
-def _use_gh(shape, m, v):
-    """Where the tabulated route uses Gauss-Hermite: ``sqrt(v) <= R / 8``, ``R`` the distance
-    from ``m`` to the profile's nearest kink or pole (:func:`conditional_moment_fast`)."""
-    return jnp.sqrt(v) <= jnp.sqrt(m * m + _POLE.get(shape, 0.0) ** 2) / 8.0
-
-
-def _tab_gh(shape, m, v):
-    """The tabulated route's Gauss-Hermite moment: 20 nodes for sigmoid, 12 otherwise."""
-    nodes = (_GH_X, _GH_W) if shape == "sigmoid" else (_GH12_X, _GH12_W)
-    return _gauss_hermite(_sg.get(shape).profile, m, jnp.sqrt(v), nodes)
-
-
-def _tab_route(shape, m, v):
-    """Normalised moment, tabulated route, both branches evaluated for every entry (the
-    derivative of :func:`_split_moment`)."""
-    return jnp.where(_use_gh(shape, m, v), _tab_gh(shape, m, v), _tables.table_moment(shape, m, v))
-
-
-@functools.lru_cache(maxsize=None)
-def _split_moment(shape):
-    """:func:`_tab_route` with each entry's branch only (:func:`_split_elementwise`: ~2-3 %
-    of a kernel's entries take Gauss-Hermite); derivatives from :func:`_tab_route`."""
-    split = _split_elementwise(functools.partial(_use_gh, shape),
-                               functools.partial(_tab_gh, shape),
-                               functools.partial(_tables.table_moment, shape))
-
-    @jax.custom_jvp
-    def moment(m, v):
-        return split(m, v)
-
-    @moment.defjvp
-    def _jvp(primals, tangents):
-        return jax.jvp(functools.partial(_tab_route, shape), primals, tangents)
-
-    return moment
-
-
-def _qps_tab_route(m, v, q):
-    """q_pseudo_spike's tabulated route (both branches): fast_sigmoid's Gauss-Hermite and
-    table at ``q = 2``, its own Gauss-Hermite and mixture sum otherwise."""
-    gh = jax.lax.cond(q == 2.0, lambda: _tab_gh("fast_sigmoid", m, v),
-                      lambda: _gauss_hermite(lambda u: _sg._PROFILES["q_pseudo_spike"](u, q),
-                                             m, jnp.sqrt(v)))
-    return jnp.where(_use_gh("q_pseudo_spike", m, v), gh, _qps_tabulated(m, v, q))
-
-
-@jax.custom_jvp
-def _qps_split(m, v, q):
-    """:func:`_qps_tab_route` with fast_sigmoid's :func:`_split_moment` at ``q = 2``."""
-    return jax.lax.cond(q == 2.0, lambda: _split_moment("fast_sigmoid")(m, v),
-                        lambda: _qps_tab_route(m, v, q))
-
-
-@_qps_split.defjvp
-def _qps_split_jvp(primals, tangents):
-    return jax.jvp(_qps_tab_route, primals, tangents)
-
-
 def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     """``E_{w ~ N(mean, var)}[psi'(w)]``, ``var > 0`` (elementwise; the caller treats ``var = 0``).
 
@@ -416,8 +259,14 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
 
     def tabulated():
         if shape == "q_pseudo_spike":
-            return _qps_split(m, v, jnp.asarray(surrogate.tail, dtype=m.dtype))
-        return _split_moment(shape)(m, v)
+            q = jnp.asarray(surrogate.tail, dtype=m.dtype)
+            gh = jax.lax.cond(q == 2.0, lambda: _gauss_hermite(_sg.get("fast_sigmoid").profile,
+                                                               m, sd, (_GH12_X, _GH12_W)),
+                              lambda: _gauss_hermite(surrogate.profile, m, sd))
+            return jnp.where(use_gh, gh, _qps_tabulated(m, v, q))
+        nodes = (_GH_X, _GH_W) if shape == "sigmoid" else (_GH12_X, _GH12_W)
+        gh = _gauss_hermite(surrogate.profile, m, sd, nodes)
+        return jnp.where(use_gh, gh, _tables.table_moment(shape, m, v))
 
     out = jax.lax.cond(table_ok, tabulated, exact)
     return jnp.asarray(surrogate.dampening) * out
