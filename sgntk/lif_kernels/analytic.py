@@ -303,15 +303,27 @@ def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate, *,
 
     For the scale-mixture shapes and gaussian / erf (:data:`._gram.PAIR_SHAPES`) a sum over
     the profile's Gaussian bumps, each with one conditional moment
-    (:func:`._gram.surrogate_pair_fast`); for triangular, rectangular and straight-through
-    the nested quadrature of :func:`_nested_pair_expectation` (there the inner moment is a
-    closed form). Exact on the degenerate ``a = 0``. Test:
-    ``test_surrogate_pair_expectation_vs_dblquad`` (``scipy.integrate.dblquad``), and the
-    two routes against each other (``test_pair_routes_agree``).
+    (:func:`._gram.surrogate_pair_fast`); for triangular and rectangular a closed form over
+    the cells of the profiles' kinks (:func:`._gram.compact_pair_closed`: bivariate normal
+    orthant probabilities and Stein's identity); for straight-through the constant
+    ``dampening^2``. Exact on the degenerate ``a = 0`` (and ``b = 0``). Tests:
+    ``test_surrogate_pair_expectation_vs_dblquad`` (``scipy.integrate.dblquad``), the
+    routes against each other (``test_pair_routes_agree``) and ``tests/test_lif_gram.py``.
     """
+    from ._gram import COMPACT_SHAPES, compact_pair_closed
+    a, b, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r)))
+    if surrogate.shape == "straight_through":
+        return jnp.broadcast_to(jnp.asarray(surrogate.dampening, dtype=a.dtype) ** 2, a.shape)
+    if surrogate.shape in COMPACT_SHAPES:
+        ok = (a > 0) & (b > 0)
+        val = compact_pair_closed(surrogate, jnp.where(ok, a, 1.0), jnp.where(ok, b, 1.0),
+                                  jnp.where(ok, r, 0.0), theta)
+        one_side = surrogate.derivative(-theta) * jnp.where(   # u (or v) identically 0
+            a > 0, _conditional_moment(surrogate, -theta, a, 1.0),
+            _conditional_moment(surrogate, -theta, b, 1.0))
+        return jnp.where(ok, val, one_side)
     if surrogate.shape not in PAIR_SHAPES:
         return _nested_pair_expectation(a, b, r, theta, surrogate)
-    a, b, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r)))
     ok = a > 0
     sa = jnp.where(ok, a, 1.0)
     moment = functools.partial(_conditional_moment, surrogate, scale=b, moment=_moment)
