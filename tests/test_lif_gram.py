@@ -240,3 +240,26 @@ def test_straight_through_is_dampening_squared():
         d = jax.grad(lambda g: LK.surrogate_pair_expectation(
             0.4, 0.5, 0.2, 0.5, sg.Surrogate("straight_through", g, 1.0, 2.0)))(0.7)
         assert float(d) == pytest.approx(1.4, rel=1e-14)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape,a_max,tol", [("triangular", 1e3, 1e-8),
+                                             ("rectangular", 1e5, 1e-9)])
+def test_compact_accuracy_vs_normalised_variance(shape, a_max, tol):
+    """The closed form's rounding grows with the normalised variance A = beta^2 a (docstring of
+    ``compact_pair_closed``; measured triangular 2.7e-9 at A = 1e3, 2.2e-7 at 1e4): within
+    ``tol`` relative up to ``a_max`` (entries above 1e-6 gamma^2)."""
+    beta = 2.0
+    sur = sg.get(shape, sharpness=beta, dampening=1.0)
+    worst = 0.0
+    for big_a in np.geomspace(1e2, a_max, 3):
+        for rho in (-0.5, 0.3, 0.9, 0.999):
+            for th in (0.0, 0.5, 2.0):
+                a = big_a / beta**2
+                b, r = 1.7 * a, rho * np.sqrt(1.7) * a
+                with jax.enable_x64(True):
+                    got = float(LK.surrogate_pair_expectation(a, b, r, th, sur))
+                ref = _reference(shape, a, b, r, th, beta, 1.0)
+                if ref > 1e-6:
+                    worst = max(worst, abs(got - ref) / ref)
+    assert worst < tol, worst
