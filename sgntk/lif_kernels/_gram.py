@@ -14,7 +14,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import _quadrature
 from .. import surrogates as _sg
@@ -84,7 +83,6 @@ def surrogate_pair_fast(surrogate: _sg.Surrogate, a, b, r, theta, moment):
 # --------------------------------------------------------------------------------------
 #: shapes whose surrogate Gram entry :func:`compact_pair_closed` computes
 COMPACT_SHAPES = ("triangular", "rectangular")
-_DEGENERATE = 64.0 * float(np.finfo(np.float64).eps)   # as sgntk.lif_kernels.analytic's
 _BIG = 1e30                                             # "infinite" standardised distance
 
 
@@ -127,10 +125,11 @@ def _compact_pair_value(shape, a, b, r, theta, dampening, sharpness):
     L[:-1, :-1] - L[1:, :-1] - ...``) made XLA's CPU backend run the fused loop 3-4x slower
     (measured: four orthant probabilities 0.87 us per entry, combined by slices 3.2 us, by a
     weighted sum 1.2 us)."""
+    from .analytic import _DEGENERATE        # analytic imports this module at its top
     sa, sb = jnp.sqrt(a), jnp.sqrt(b)
     rho = jnp.clip(r / (sa * sb), -1.0, 1.0)
     c1 = 1.0 - rho * rho
-    degen = c1 <= _DEGENERATE                  # perfect correlation up to rounding
+    degen = c1 <= _DEGENERATE                  # perfect correlation up to rounding (as _orthant)
     rho = jnp.where(degen, jnp.sign(rho), rho)
     s = jnp.where(degen, 0.0, jnp.sqrt(jnp.where(degen, 1.0, c1)))
     beta = jnp.asarray(sharpness)
