@@ -156,8 +156,8 @@ def test_orthant_and_mixed_expectation_vs_quadrature():
       (("fast_sigmoid", 5.0), ("exponential", 2.0), ("sigmoid", 3.0), ("cauchy", 2.0), ("q_pseudo_spike", 4.0),
        ("gaussian", 2.0), ("erf", 1.5))]])
 def test_surrogate_pair_expectation_vs_dblquad(name, beta):
-    """Every shape's route (nested quadrature for triangular; the bump sum of
-    ``_gram.surrogate_pair_fast`` for the others), incl. a small variance against the
+    """Every shape's route (the closed form of ``_gram.compact_pair_closed`` for triangular; the
+    bump sum of ``_gram.surrogate_pair_fast`` for the others), incl. a small variance against the
     threshold and a correlation of 0.9995, against dblquad split at the kinks."""
     sur = sg.get(name, sharpness=beta, **({"tail": 3.0} if name == "q_pseudo_spike" else {}))
     cases = [(0.5, 0.8, 0.3, 0.5), (0.3, 0.6, -0.2, 0.7), (0.4, 0.45, 0.41, 1.0)]
@@ -473,15 +473,19 @@ def test_deprecated_keywords_kappa_and_m_still_work():
     np.testing.assert_array_equal(old.sgntk, new.sgntk)
 
 
+_SLOW_GRAM = ("fast_sigmoid", "sigmoid", "cauchy", "q_pseudo_spike")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("shape,n_inputs,which", [
     ("gaussian", 100, ("nngp", "sgntk", "sg_gram")),     # the sizes researchers use
-    # Every shape's surrogate Gram at 100 inputs, T = 100 (issue 9). Measured one at a time,
-    # load ~5 on 2 cores: triangular 223 s / 819 MB, rectangular 100 s / 666 MB (closed form),
+    # Every shape's surrogate Gram at T = 100 (issue 9). Measured one at a time, load ~5 on 2
+    # cores, 100 inputs: triangular 223 s / 819 MB, rectangular 100 s / 666 MB (closed form),
     # straight-through 36 s / 438 MB, erf 44 s / 483 MB, exponential 432 s / 589 MB (bump
-    # sum); fast_sigmoid, sigmoid, cauchy and q_pseudo_spike (bump sums at 0.02-0.05 M
-    # entries/s) not run: 40-80 min each estimated from those rates.
-    *[(s, 100, ("sg_gram",)) for s in sg.SHAPES if s != "gaussian"],
+    # sum). fast_sigmoid, sigmoid, cauchy and q_pseudo_spike (bump sums at 0.02-0.05 M
+    # entries/s) would take 40-80 min each at 100 inputs: 30 inputs here (about 1/11 of the
+    # entries), still T = 100.
+    *[(s, 30 if s in _SLOW_GRAM else 100, ("sg_gram",)) for s in sg.SHAPES if s != "gaussian"],
 ])
 def test_realistic_size_under_memory_limit(shape, n_inputs, which):
     """The analytic kernels, surrogate Gram included, at T = 100 in a subprocess whose address
