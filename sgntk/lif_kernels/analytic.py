@@ -71,8 +71,10 @@ are used when every normalised membrane variance ``sharpness^2 a`` of the call i
 ``2^30`` (checked once per call); otherwise, and for q_pseudo_spike at ``q != 2``, the
 32-218 term scale-mixture sum. The surrogate Gram's ``E[psi' psi']`` is a sum over the
 profile's Gaussian bumps with one conditional moment each (those above) for the
-scale-mixture shapes and gaussian / erf (:func:`._gram.surrogate_pair_fast`), a nested
-quadrature for triangular and rectangular (:func:`surrogate_pair_expectation`).
+scale-mixture shapes and gaussian / erf (:func:`._gram.surrogate_pair_fast`), a closed form
+over the cells between the kinks for triangular and rectangular
+(:func:`._gram.compact_pair_closed`), ``dampening^2`` for straight-through
+(:func:`surrogate_pair_expectation`).
 Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
 Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
