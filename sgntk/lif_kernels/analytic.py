@@ -117,7 +117,7 @@ from .._util import check_int
 from .._x64 import float64
 from ._common import (KERNELS, UNSET, LIFKernel, check_spike_sharpness, prepare, renamed)
 from ._fast import bvn_upper_fast, conditional_moment_fast, table_ok
-from ._gram import PAIR_SHAPES, surrogate_pair_fast
+from ._gram import COMPACT_SHAPES, PAIR_SHAPES, compact_pair_closed, surrogate_pair_fast
 
 __all__ = ["bvn_upper", "orthant_probability", "mixed_expectation",
            "surrogate_pair_expectation", "membrane_covariance", "lif_kernel_fn", "lif_kernels"]
@@ -312,7 +312,6 @@ def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate, *,
     ``test_surrogate_pair_expectation_vs_dblquad`` (``scipy.integrate.dblquad``), the
     routes against each other (``test_pair_routes_agree``) and ``tests/test_lif_gram.py``.
     """
-    from ._gram import COMPACT_SHAPES, compact_pair_closed
     a, b, r = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r)))
     if surrogate.shape == "straight_through":
         return jnp.broadcast_to(jnp.asarray(surrogate.dampening, dtype=a.dtype) ** 2, a.shape)
@@ -320,18 +319,21 @@ def surrogate_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate, *,
         ok = (a > 0) & (b > 0)
         val = compact_pair_closed(surrogate, jnp.where(ok, a, 1.0), jnp.where(ok, b, 1.0),
                                   jnp.where(ok, r, 0.0), theta)
-        one_side = surrogate.derivative(-theta) * jnp.where(   # u (or v) identically 0
-            a > 0, _conditional_moment(surrogate, -theta, a, 1.0),
-            _conditional_moment(surrogate, -theta, b, 1.0))
-        return jnp.where(ok, val, one_side)
+        return jnp.where(ok, val, jnp.where(a > 0, _one_sided(surrogate, theta, a),
+                                            _one_sided(surrogate, theta, b)))
     if surrogate.shape not in PAIR_SHAPES:
         return _nested_pair_expectation(a, b, r, theta, surrogate)
     ok = a > 0
     sa = jnp.where(ok, a, 1.0)
     moment = functools.partial(_conditional_moment, surrogate, scale=b, moment=_moment)
     val = surrogate_pair_fast(surrogate, sa, b, jnp.where(ok, r, 0.0), theta, moment)
-    degenerate = surrogate.derivative(-theta) * _conditional_moment(surrogate, -theta, b, 1.0)
-    return jnp.where(ok, val, degenerate)
+    return jnp.where(ok, val, _one_sided(surrogate, theta, b))
+
+
+def _one_sided(surrogate, theta, var):
+    """The pair expectation when one membrane is identically 0 and the other has variance
+    ``var``: ``psi'(-theta) E[psi'(w - theta)]``, ``w ~ N(0, var)``."""
+    return surrogate.derivative(-theta) * _conditional_moment(surrogate, -theta, var, 1.0)
 
 
 def _nested_pair_expectation(a, b, r, theta, surrogate: _sg.Surrogate):
