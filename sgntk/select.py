@@ -78,8 +78,8 @@ from . import surrogates as _sg
 from ._x64 import float64
 
 __all__ = ["LIFNetwork", "MLPNetwork", "evaluate_point", "expand_grid", "run_grid", "ranked",
-           "format_table", "recommend", "validation_table", "format_validation", "spearman",
-           "bootstrap_spearman", "SCORE_DOC", "DEFAULT_GRID", "main"]
+           "format_table", "recommend", "ranking_record", "validation_table", "format_validation",
+           "spearman", "bootstrap_spearman", "SCORE_DOC", "DEFAULT_GRID", "main"]
 
 SCORE_DOC = ("score = log10(smallest eigenvalue / mean diagonal) of the sample's kernel (layers "
              "normalised for Adam) - |log10 backward gain| over the window/depth; higher is "
@@ -519,6 +519,18 @@ def bootstrap_spearman(a, b, *, n_boot: int = 2000, seed: int = 0):
     return dict(rho=spearman(a, b), ci95=[float(lo), float(hi)], n=int(n))
 
 
+def ranking_record(scores, accuracy, names, *, seed: int = 0) -> dict:
+    """How a predictor's ``scores`` rank configurations with measured ``accuracy``:
+    ``vs_accuracy`` (:func:`bootstrap_spearman`), the predicted ``best`` (its name, highest
+    score; a NaN score is never the best), its ``best_measured_rank`` (1 + the number measured
+    strictly better: ties count in its favour) and ``best_in_top3``."""
+    s, acc = np.asarray(scores, float), np.asarray(accuracy, float)
+    best = int(np.argmax(np.where(np.isnan(s), -np.inf, s)))
+    rank = int(1 + np.sum(acc > acc[best]))
+    return dict(vs_accuracy=bootstrap_spearman(s, acc, seed=seed), best=names[best],
+                best_in_top3=bool(rank <= 3), best_measured_rank=rank)
+
+
 def validation_table(rows: Sequence[Mapping], *, seed: int = 0) -> dict:
     """Correlations of predictions with measured training (rows from the validation study).
 
@@ -534,14 +546,8 @@ def validation_table(rows: Sequence[Mapping], *, seed: int = 0) -> dict:
         if len(rs) < 3:
             continue
         acc = np.array([r["test_accuracy"] for r in rs])
-        res = {}
-        for pred in ("score", "hc_score"):
-            s = np.array([r[pred] for r in rs])
-            best = int(np.argmax(s))
-            rank = int(1 + np.sum(acc > acc[best]))  # ties count in its favour
-            res[pred] = dict(vs_accuracy=bootstrap_spearman(s, acc, seed=seed),
-                             best=rs[best]["name"], best_in_top3=bool(rank <= 3),
-                             best_measured_rank=rank)
+        res = {pred: ranking_record([r[pred] for r in rs], acc, [r["name"] for r in rs],
+                                    seed=seed) for pred in ("score", "hc_score")}
         pl = np.array([r["predicted_loss"] for r in rs])
         ce = np.array([r["train_ce"] for r in rs])
         res["predicted_vs_measured_loss"] = bootstrap_spearman(pl, ce, seed=seed)

@@ -301,3 +301,15 @@ def test_selection_heatmaps_with_an_unusable_point(tmp_path):
     paths = plotting.selection_heatmaps(rows, tmp_path)
     assert [os.path.basename(p) for p in paths] == ["select_shape_sharpness.png"]
     assert os.path.getsize(paths[0]) > 1000
+
+
+def test_ranking_record_best_pick_and_ties():
+    """The predicted best is the highest score (a NaN score never is), its measured rank counts
+    only strictly better configurations (ties in its favour)."""
+    acc = [0.5, 0.9, 0.9, 0.7]
+    rec = select.ranking_record([np.nan, 1.0, 3.0, 2.0], acc, ["a", "b", "c", "d"])
+    assert rec["best"] == "c" and rec["best_measured_rank"] == 1 and rec["best_in_top3"]
+    rec = select.ranking_record([0.0, 1.0, -1.0, 5.0], acc, ["a", "b", "c", "d"])
+    assert rec["best"] == "d" and rec["best_measured_rank"] == 3 and rec["best_in_top3"]
+    rec = select.ranking_record([9.0, 1.0, -1.0, 5.0], acc, ["a", "b", "c", "d"])
+    assert rec["best"] == "a" and rec["best_measured_rank"] == 4 and not rec["best_in_top3"]

@@ -403,12 +403,8 @@ def preregistered_evaluation(rows, names) -> dict:
     for name in list(names) + ["hc_score"]:
         f = PREREGISTERED.get(name) or PREDICTORS[name]
         s = np.array([f(r) for r in rows], float)
-        best = int(np.nanargmax(np.where(np.isfinite(s), s, -np.inf)))
-        rank = int(1 + np.sum(acc > acc[best]))
-        out[name] = dict(vs_accuracy=select.bootstrap_spearman(s, acc),
-                         vs_training_loss=select.bootstrap_spearman(-s, ce),
-                         best=rows[best]["name"], best_measured_rank=rank,
-                         best_in_top3=rank <= 3)
+        out[name] = dict(select.ranking_record(s, acc, [r["name"] for r in rows]),
+                         vs_training_loss=select.bootstrap_spearman(-s, ce))
     return out
 
 
