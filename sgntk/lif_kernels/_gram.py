@@ -115,6 +115,80 @@ def _diff(x, axis):
     return (jnp.concatenate([x, zero], axis) - jnp.concatenate([zero, x], axis))
 
 
+def _edges(shape, a, b, r, theta, sharpness):
+    """The standardised setting shared by the value and its derivatives: ``sqrt(a)``,
+    ``sqrt(b)``, the correlation (snapped to +-1 where ``1 - rho^2 <= 64 eps``, as in
+    :func:`sgntk.lif_kernels.analytic.orthant_probability`), ``s = sqrt(1 - rho^2)``, the
+    degenerate mask and the profile's kinks / jumps standardised, ``x[e] = (theta + o_e
+    half) / sqrt(a)`` (n, 1, ...) and ``y[f]`` (1, n, ...)."""
+    from .analytic import _DEGENERATE        # analytic imports this module at its top
+    sa, sb = jnp.sqrt(a), jnp.sqrt(b)
+    rho = jnp.clip(r / (sa * sb), -1.0, 1.0)
+    c1 = 1.0 - rho * rho
+    degen = c1 <= _DEGENERATE                  # perfect correlation up to rounding (as _orthant)
+    rho = jnp.where(degen, jnp.sign(rho), rho)
+    s = jnp.where(degen, 0.0, jnp.sqrt(jnp.where(degen, 1.0, c1)))
+    beta = jnp.asarray(sharpness)
+    half = 1.0 / beta if shape == "triangular" else 0.5 / beta   # support: |u - theta| < half
+    offs = (-1.0, 0.0, 1.0) if shape == "triangular" else (-1.0, 1.0)
+    x = jnp.stack([(theta + o * half) / sa for o in offs])[:, None]
+    y = jnp.stack([(theta + o * half) / sb for o in offs])[None, :]
+    return sa, sb, rho, c1, s, degen, beta, x, y
+
+
+def _tri_cells(x, y, rh, sc):
+    """The special-function arrays of the four triangular cells: corner orthant
+    probabilities ``L[e, f] = P(X > x_e, Y > y_f)`` (3, 3), the conditional standardised
+    edges ``zy[e, f]`` of ``Y | X = x_e`` (3, 3) and ``zx`` likewise, and the conditional
+    interval probabilities ``qy[e, j] = P(Y in [y_j, y_j+1] | X = x_e)`` (3, 2), ``qx[i, f]``
+    (2, 3)."""
+    corner = _bvn_upper_any(x, y, rh)                         # L[e, f] = P(X > x_e, Y > y_f)
+    zy = _conditional_z(y - rh * x, sc)                       # edge y_f for Y | X = x_e
+    zx = _conditional_z(x - rh * y, sc)                       # edge x_e for X | Y = y_f
+    qy = _quadrature._interval_prob(zy[:, :-1], zy[:, 1:])    # (3, 2)
+    qx = _quadrature._interval_prob(zx[:-1, :], zx[1:, :])    # (2, 3)
+    return corner, zy, zx, qy, qx
+
+
+def _tri_cell_sum(cells, x, y, rh, sc, al, bx, by, ga):
+    """``sum_cells al P + bx E[X 1] + by E[Y 1] + ga E[X Y 1]`` over the four cells (``al ..
+    ga`` (2, 2, ...) per cell, standard bivariate normal, correlation ``rh``), by Stein's
+    identity ``E[X h(X, Y)] = E[d_x h] + rho E[d_y h]`` (``h = 1_cell, Y 1_cell``)::
+
+        E[X 1] = ddx + rho ddy,  E[Y 1] = ddy + rho ddx,  E[X Y 1] = dmx + rho (P + ydy)
+
+    with ``dx[e, j] = phi(x_e) P(Y in [y_j, y_j+1] | X = x_e)`` (``ddx`` its difference over
+    the cell's two x edges), ``dy`` likewise, ``mx[e, j] = phi(x_e) E[Y 1{Y in cell j} | X =
+    x_e]`` (``= phi(x_e) (rho x_e qy + s (phi(zy_j) - phi(zy_j+1)))``), ``ydy = y_j dy_j -
+    y_j+1 dy_j+1``. The cells' weights are moved onto corners / edges (:func:`_diff`)."""
+    corner, zy, _, qy, qx = cells
+    # weights of the cells' P, ddx, ddy, dmx, ydy, then moved onto corners / edges
+    w_p, w_dx, w_dy, w_mx, w_ydy = al + rh * ga, bx + rh * by, rh * bx + by, ga, rh * ga
+    w_corner = _diff(_diff(w_p, 0), 1)                        # (3, 3)
+    w_qy = _diff(w_dx, 0)                                     # dx's weight, (3, 2)
+    w_mxe = _diff(w_mx, 0)                                    # mx's weight, (3, 2)
+    w_qx = _diff(w_dy, 1) + y * _diff(w_ydy, 1)               # dy's weight, (2, 3)
+    phi = _quadrature._phi
+    px, py = phi(x), phi(y)
+    return (jnp.sum(w_corner * corner, (0, 1))
+            + jnp.sum(px * (w_qy + rh * x * w_mxe) * qy, (0, 1))
+            + jnp.sum(py * w_qx * qx, (0, 1))
+            + jnp.sum(sc * px * _diff(w_mxe, 1) * phi(zy), (0, 1)))
+
+
+def _tri_signs(rho):
+    """``si`` (2, 1, ...) = +1 / -1 on the rising / falling side of the u profile, ``sj`` its
+    transpose (v profile)."""
+    si = jnp.asarray((1.0, -1.0)).reshape((2, 1) + (1,) * rho.ndim)
+    return si, jnp.swapaxes(si, 0, 1)
+
+
+def _use_gl(a, b, c1, beta):
+    """Where the triangular cells take the Gauss-Legendre rule (:func:`_compact_pair_value`)."""
+    small = jnp.minimum(beta * beta * a, beta * beta * b)
+    return (small >= _GL_MIN_VAR) & (c1 * small >= 1.0)
+
+
 def _compact_pair_value(shape, a, b, r, theta, dampening, sharpness):
     """``E[psi'(u - theta) psi'(v - theta)]`` for ``shape`` in :data:`COMPACT_SHAPES`, ``a, b >
     0`` (see :func:`compact_pair_closed`).
@@ -126,58 +200,24 @@ def _compact_pair_value(shape, a, b, r, theta, dampening, sharpness):
     L[:-1, :-1] - L[1:, :-1] - ...``) made XLA's CPU backend run the fused loop 3-4x slower
     (measured: four orthant probabilities 0.87 us per entry, combined by slices 3.2 us, by a
     weighted sum 1.2 us)."""
-    from .analytic import _DEGENERATE        # analytic imports this module at its top
-    sa, sb = jnp.sqrt(a), jnp.sqrt(b)
-    rho = jnp.clip(r / (sa * sb), -1.0, 1.0)
-    c1 = 1.0 - rho * rho
-    degen = c1 <= _DEGENERATE                  # perfect correlation up to rounding (as _orthant)
-    rho = jnp.where(degen, jnp.sign(rho), rho)
-    s = jnp.where(degen, 0.0, jnp.sqrt(jnp.where(degen, 1.0, c1)))
-    beta = jnp.asarray(sharpness)
-    half = 1.0 / beta if shape == "triangular" else 0.5 / beta   # support: |u - theta| < half
-    offs = (-1.0, 0.0, 1.0) if shape == "triangular" else (-1.0, 1.0)
-    # edges (the profile's kinks / jumps), standardised: x[e] (n, 1, ...), y[f] (1, n, ...)
-    x = jnp.stack([(theta + o * half) / sa for o in offs])[:, None]
-    y = jnp.stack([(theta + o * half) / sb for o in offs])[None, :]
+    sa, sb, rho, c1, s, _, beta, x, y = _edges(shape, a, b, r, theta, sharpness)
     rh, sc = rho[None, None], s[None, None]
-    corner = _bvn_upper_any(x, y, rh)                   # L[e, f] = P(X > x_e, Y > y_f)
     if shape == "rectangular":      # P(cell) = L[0, 0] - L[1, 0] - L[0, 1] + L[1, 1]
+        corner = _bvn_upper_any(x, y, rh)               # L[e, f] = P(X > x_e, Y > y_f)
         w = jnp.asarray([[1.0, -1.0], [-1.0, 1.0]]).reshape((2, 2) + (1,) * rho.ndim)
         return jnp.asarray(dampening) ** 2 * jnp.sum(w * corner, (0, 1))
     # Triangular: on cell (i, j) (x in [x_i, x_i+1], y in [y_j, y_j+1]) the product is
     # (1 + si ca (X - xc)) (1 + sj cb (Y - yc)) with ca = beta sqrt(a), xc = theta / sqrt(a)
     # (ca xc = beta theta), si = +1 / -1 on the rising / falling side; expanded:
-    #   al P + bx E[X 1] + by E[Y 1] + ga E[X Y 1]  on the cell.
-    # Stein's identity E[X h(X, Y)] = E[d_x h] + rho E[d_y h] (h = 1_cell, Y 1_cell) gives
-    #   E[X 1] = ddx + rho ddy,  E[Y 1] = ddy + rho ddx,  E[X Y 1] = dmx + rho (P + ydy)
-    # with dx[e, j] = phi(x_e) P(Y in [y_j, y_j+1] | X = x_e) (ddx its difference over the
-    # cell's two x edges), dy likewise, mx[e, j] = phi(x_e) E[Y 1{Y in cell j} | X = x_e]
-    # (= phi(x_e) (rho x_e qy + s (phi(zy_j) - phi(zy_j+1)))), ydy = y_j dy_j - y_j+1 dy_j+1.
-    shp = (2, 1) + (1,) * rho.ndim
-    si = jnp.asarray((1.0, -1.0)).reshape(shp)
-    sj = jnp.swapaxes(si, 0, 1)
+    #   al P + bx E[X 1] + by E[Y 1] + ga E[X Y 1]  on the cell (:func:`_tri_cell_sum`).
+    si, sj = _tri_signs(rho)
     bt = (beta * theta)[None, None]
     ca, cb = (beta * sa)[None, None], (beta * sb)[None, None]
     al = (1.0 - si * bt) * (1.0 - sj * bt)
     bx = si * ca * (1.0 - sj * bt)
     by = sj * cb * (1.0 - si * bt)
     ga = si * sj * ca * cb
-    # weights of the cells' P, ddx, ddy, dmx, ydy, then moved onto corners / edges
-    w_p, w_dx, w_dy, w_mx, w_ydy = al + rh * ga, bx + rh * by, rh * bx + by, ga, rh * ga
-    w_corner = _diff(_diff(w_p, 0), 1)                        # (3, 3)
-    w_qy = _diff(w_dx, 0)                                     # dx's weight, (3, 2)
-    w_mxe = _diff(w_mx, 0)                                    # mx's weight, (3, 2)
-    w_qx = _diff(w_dy, 1) + y * _diff(w_ydy, 1)               # dy's weight, (2, 3)
-    zy = _conditional_z(y - rh * x, sc)                       # edge y_f for Y | X = x_e
-    zx = _conditional_z(x - rh * y, sc)                       # edge x_e for X | Y = y_f
-    qy = _quadrature._interval_prob(zy[:, :-1], zy[:, 1:])    # (3, 2)
-    qx = _quadrature._interval_prob(zx[:-1, :], zx[1:, :])    # (2, 3)
-    phi = _quadrature._phi
-    px, py = phi(x), phi(y)
-    total = (jnp.sum(w_corner * corner, (0, 1))
-             + jnp.sum(px * (w_qy + rh * x * w_mxe) * qy, (0, 1))
-             + jnp.sum(py * w_qx * qx, (0, 1))
-             + jnp.sum(sc * px * _diff(w_mxe, 1) * phi(zy), (0, 1)))
+    total = _tri_cell_sum(_tri_cells(x, y, rh, sc), x, y, rh, sc, al, bx, by, ga)
     # The sums above cancel by ~A B (weights ~beta^2 sqrt(a b) on orthant probabilities of
     # O(1)); where the cells are small against the Gaussian (A, B >= 30) and not narrower
     # than its ridge ((1 - rho^2) min(A, B) >= 1), a 6 x 6 Gauss-Legendre rule per cell of
@@ -185,57 +225,160 @@ def _compact_pair_value(shape, a, b, r, theta, dampening, sharpness):
     # the 1-D scipy reference incl. the ridge limit, beta 0.5-10, beta theta up to 10,
     # A 10-1e5; 2.5e-11 for A >= 300). The closed form was 1.8e-8 off at A = 330, B = 220,
     # beta theta = 5.5.
-    small = jnp.minimum(beta * beta * a, beta * beta * b)
-    use_gl = (small >= _GL_MIN_VAR) & (c1 * small >= 1.0)
-    return jnp.asarray(dampening) ** 2 * jnp.where(
-        use_gl, _triangle_cells_gl(x[:, 0], y[0], jnp.where(use_gl, rho, 0.0), beta * sa, beta * sb),
-        total)
+    use_gl = _use_gl(a, b, c1, beta)
+    xe, ye, ca0, cb0 = x[:, 0], y[0], beta * sa, beta * sb
+
+    def product(i, j, xs, ys):
+        return ((1.0 - ca0 * jnp.abs(xs - xe[1])) * (1.0 - cb0 * jnp.abs(ys - ye[1])),)
+
+    gl, = _triangle_cells_gl(xe, ye, jnp.where(use_gl, rho, 0.0), product)
+    return jnp.asarray(dampening) ** 2 * jnp.where(use_gl, gl, total)
 
 
 _GL_MIN_VAR = 30.0
 _CELL_X, _CELL_W = np.polynomial.legendre.leggauss(6)
 
 
-def _triangle_cells_gl(xe, ye, rho, ca, cb):
-    """``E[(1 - ca |X - xe[1]|)_+ (1 - cb |Y - ye[1]|)_+]`` (standard bivariate normal,
-    correlation ``rho``, ``|rho| < 1``) by a 6 x 6 Gauss-Legendre rule on each of the four
-    cells between the edges ``xe``, ``ye`` (3, ...). Node axes lead (see
-    :func:`_compact_pair_value`)."""
+def _triangle_cells_gl(xe, ye, rho, integrand):
+    """``sum_cells E[h_k(X, Y) 1_cell]`` for the functions ``h_k`` (standard bivariate
+    normal, correlation ``rho``, ``|rho| < 1``) by a 6 x 6 Gauss-Legendre rule on each of the
+    four cells between the edges ``xe``, ``ye`` (3, ...); ``integrand(i, j, xs, ys)`` gives
+    the tuple of ``h_k`` on cell ``(i, j)`` at the nodes ``xs`` (6, 1, ...), ``ys`` (1, 6,
+    ...). Node axes lead (see :func:`_compact_pair_value`). Returns the tuple of sums."""
     nodes = jnp.asarray(0.5 * (_CELL_X + 1.0)).reshape((-1, 1) + (1,) * rho.ndim)
     wts = jnp.asarray(np.outer(_CELL_W, _CELL_W) / 4.0).reshape((6, 6) + (1,) * rho.ndim)
     inv = 1.0 / (1.0 - rho * rho)
     norm = jnp.sqrt(inv) / (2.0 * math.pi)
-    total = jnp.zeros_like(rho)
+    total = None
     for i in range(2):
         xs = xe[i] + (xe[i + 1] - xe[i]) * nodes              # (6, 1, ...)
-        fx = 1.0 - ca * jnp.abs(xs - xe[1])
         for j in range(2):
             ys = jnp.swapaxes(ye[j] + (ye[j + 1] - ye[j]) * nodes, 0, 1)   # (1, 6, ...)
-            fy = 1.0 - cb * jnp.abs(ys - ye[1])
             q = (xs * xs - 2.0 * rho * xs * ys + ys * ys) * inv
-            cell = jnp.sum(wts * fx * fy * jnp.exp(-0.5 * q), (0, 1))
-            total = total + cell * (xe[i + 1] - xe[i]) * (ye[j + 1] - ye[j])
-    return norm * total
+            dens = jnp.exp(-0.5 * q)
+            cell = [jnp.sum(wts * h * dens, (0, 1)) * (xe[i + 1] - xe[i]) * (ye[j + 1] - ye[j])
+                    for h in integrand(i, j, xs, ys)]
+            total = cell if total is None else [t + c for t, c in zip(total, cell)]
+    return tuple(norm * t for t in total)
+
+
+def _compact_pair_partials(shape, a, b, r, theta, sharpness):
+    """``E[g(beta (u - theta)) g(beta (v - theta))]`` 's partial derivatives in ``(a, b, r,
+    theta, beta)`` (g the normalised profile: multiply by ``gamma^2``), closed forms in the
+    cells / orthant machinery of :func:`_compact_pair_value`, finite at correlation +-1.
+
+    With ``f = psi'`` (Gaussian integration by parts: heat equation and Price's theorem)::
+
+        dF/dr = E[f'(u - theta) f'(v - theta)],   dF/da = 1/2 E[f''(u - theta) f(v - theta)],
+        dF/dtheta = -E[f'(u - theta) f(v - theta)] - E[f(u - theta) f'(v - theta)],
+        dF/dbeta = (2 (a dF/da + b dF/db + r dF/dr) + theta dF/dtheta) / beta
+
+    (the last from ``F(a, b, r, theta; beta) = F(beta^2 a, beta^2 b, beta^2 r, beta theta;
+    1)``). Triangular: ``f'`` is ``+-gamma beta`` on the rising / falling side, so ``dF/dr``
+    and ``dF/dtheta`` are cell sums (:func:`_tri_cell_sum`), and ``f''`` is ``gamma beta
+    (1, -2, 1)`` deltas at the kinks, so ``dF/da = gamma^2 beta / 2 sum_e k_e phi(x_e) /
+    sqrt(a) E[g | X = x_e]`` (conditional triangle moment from the cell's interval
+    probabilities); all bounded at correlation +-1 and continuous up to it. Where the value
+    takes the Gauss-Legendre cells, so do the derivatives (``dF/da = H_a - rho/2 sqrt(b/a)
+    dF/dr`` with ``H_a = E[f'(u - theta) u f(v - theta)] / (2a)`` the derivative at fixed
+    correlation). Rectangular: ``f'`` is two deltas, so with ``H`` the derivatives in ``(a,
+    b, rho, theta)``: ``H_a = 1/(2a) sum_e s_e x_e phi(x_e) P(Y in J | X = x_e)``, ``H_theta
+    = -sum_e s_e phi(x_e) P(Y in J | X = x_e) / sqrt(a) - (a <-> b)``, ``H_rho = sum_{e, f}
+    s_e s_f phi_2(x_e, y_f; rho)`` (infinite at ``rho = +-1``, where the tangent of rho is 0
+    up to rounding, so it is dropped for ``1 - rho^2 <= 64 eps``: the derivative of the exact
+    degenerate value, as for the orthant probability), and ``dF/da = H_a - rho H_rho / (2a)``,
+    ``dF/dr = H_rho / sqrt(a b)``, ``a dF/da + b dF/db + r dF/dr = a H_a + b H_b``.
+    """
+    sa, sb, rho, c1, s, degen, beta, x, y = _edges(shape, a, b, r, theta, sharpness)
+    rh, sc = rho[None, None], s[None, None]
+    phi = _quadrature._phi
+    if shape == "rectangular":
+        sgn = jnp.asarray((1.0, -1.0)).reshape((2,) + (1,) * rho.ndim)    # jump up / down
+        xe, yf = x[:, 0], y[0]
+        zy = _conditional_z(y - rh * x, sc)                                # (2, 2)
+        zx = _conditional_z(x - rh * y, sc)
+        qy = _quadrature._interval_prob(zy[:, 0], zy[:, 1])                # P(Y in J | x_e)
+        qx = _quadrature._interval_prob(zx[0], zx[1])                      # P(X in I | y_f)
+        ex, ey = sgn * phi(xe) * qy, sgn * phi(yf) * qx
+        h_a = jnp.sum(xe * ex, 0) / (2.0 * a)
+        h_b = jnp.sum(yf * ey, 0) / (2.0 * b)
+        h_th = -(jnp.sum(ex, 0) / sa + jnp.sum(ey, 0) / sb)
+        safe = jnp.where(degen, 1.0, s)
+        sg2 = sgn[:, None] * sgn[None, :]
+        h_rho = jnp.where(degen, 0.0, jnp.sum(sg2 * phi(x) * phi(zy), (0, 1)) / safe)
+        d_a = h_a - rho * h_rho / (2.0 * a)
+        d_b = h_b - rho * h_rho / (2.0 * b)
+        d_r = h_rho / (sa * sb)
+        d_beta = (2.0 * (a * h_a + b * h_b) + theta * h_th) / beta
+        return d_a, d_b, d_r, h_th, d_beta
+    si, sj = _tri_signs(rho)
+    bt = (beta * theta)[None, None]
+    ca, cb = (beta * sa)[None, None], (beta * sb)[None, None]
+    zero = jnp.zeros_like(si * sj * bt)                  # (2, 2, ...)
+    cells = _tri_cells(x, y, rh, sc)
+    _, zy, zx, qy, qx = cells
+    # dF/dr = beta^2 sum si sj P;  dF/dtheta = -beta sum (si g_v + sj g_u) on the cells
+    s_r = _tri_cell_sum(cells, x, y, rh, sc, si * sj + zero, zero, zero, zero)
+    s_th = _tri_cell_sum(cells, x, y, rh, sc, si * (1.0 - sj * bt) + sj * (1.0 - si * bt),
+                         si * sj * ca, si * sj * cb, zero)
+    # E[g(cb Y - bt) | X = x_e] = sum_j (1 - sj bt) qy + sj cb (rho x_e qy + s dphi(zy)), (3, ...)
+    kink = jnp.asarray((1.0, -2.0, 1.0)).reshape((3,) + (1,) * rho.ndim)
+    my = jnp.sum((1.0 - sj * bt) * qy + sj * cb * (
+        rh * x * qy + sc * (phi(zy[:, :-1]) - phi(zy[:, 1:]))), 1)
+    mx = jnp.sum((1.0 - si * bt) * qx + si * ca * (
+        rh * y * qx + sc * (phi(zx[:-1]) - phi(zx[1:]))), 0)
+    f_a = 0.5 * beta * jnp.sum(kink * phi(x[:, 0]) * my, 0) / sa
+    f_b = 0.5 * beta * jnp.sum(kink * phi(y[0]) * mx, 0) / sb
+    f_r = beta * beta * s_r
+    f_th = -beta * s_th
+    use_gl = _use_gl(a, b, c1, beta)
+    xe, ye, ca0, cb0 = x[:, 0], y[0], beta * sa, beta * sb
+    sgn = (1.0, -1.0)
+
+    def pieces(i, j, xs, ys):
+        fx = 1.0 - ca0 * jnp.abs(xs - xe[1])
+        fy = 1.0 - cb0 * jnp.abs(ys - ye[1])
+        return (sgn[i] * sgn[j] + 0.0 * xs * ys, sgn[j] * fx + sgn[i] * fy,
+                sgn[i] * xs * fy, sgn[j] * ys * fx)
+
+    j_r, j_th, j_a, j_b = _triangle_cells_gl(xe, ye, jnp.where(use_gl, rho, 0.0), pieces)
+    g_r = beta * beta * j_r
+    g_a = 0.5 * beta / sa * j_a - 0.5 * rho * sb / sa * g_r
+    g_b = 0.5 * beta / sb * j_b - 0.5 * rho * sa / sb * g_r
+    d_a, d_b = jnp.where(use_gl, g_a, f_a), jnp.where(use_gl, g_b, f_b)
+    d_r, d_th = jnp.where(use_gl, g_r, f_r), jnp.where(use_gl, -beta * j_th, f_th)
+    d_beta = (2.0 * (a * d_a + b * d_b + r * d_r) + theta * d_th) / beta
+    return d_a, d_b, d_r, d_th, d_beta
+
+
+def _elementwise_batched(fn):
+    """``fn`` (elementwise over its array arguments) with a ``vmap`` rule that evaluates it on
+    the batched arrays themselves: the kernel maps it over scalars (``lax.map(...,
+    batch_size=)``), and the default rule would put the batch in front of the corner axes,
+    the minor axis of 2-3 elements (measured: 4.3 us per rectangular entry under ``vmap`` of
+    the scalar function, 1.5 us on the flat arrays)."""
+    fn = jax.custom_batching.custom_vmap(fn)
+
+    @fn.def_vmap
+    def _rule(axis_size, in_batched, *args):
+        args = [x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
+                for x, batched in zip(args, in_batched)]
+        out = fn(*args)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return fn
 
 
 @functools.cache
 def _batched_value(shape):
-    """:func:`_compact_pair_value` for ``shape`` with a ``vmap`` rule that evaluates the
-    (elementwise) function on the batched arrays themselves: the kernel maps it over scalars
-    (``lax.map(..., batch_size=)``), and the default rule would put the batch in front of the
-    corner axes, the minor axis of 2-3 elements (measured: 4.3 us per rectangular entry
-    under ``vmap`` of the scalar function, 1.5 us on the flat arrays)."""
-    @jax.custom_batching.custom_vmap
-    def value(a, b, r, theta, dampening, sharpness):
-        return _compact_pair_value(shape, a, b, r, theta, dampening, sharpness)
+    """:func:`_compact_pair_value` for ``shape``, batched by :func:`_elementwise_batched`."""
+    return _elementwise_batched(functools.partial(_compact_pair_value, shape))
 
-    @value.def_vmap
-    def _rule(axis_size, in_batched, *args):
-        args = [x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
-                for x, batched in zip(args, in_batched)]
-        return value(*args), True
 
-    return value
+@functools.cache
+def _batched_partials(shape):
+    """:func:`_compact_pair_partials` for ``shape``, batched by :func:`_elementwise_batched`."""
+    return _elementwise_batched(functools.partial(_compact_pair_partials, shape))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -245,21 +388,16 @@ def _compact_pair(shape, a, b, r, theta, dampening, sharpness):
 
 @_compact_pair.defjvp
 def _compact_pair_jvp(shape, primals, tangents):
-    # The closed form's corner probabilities are not differentiable at correlation +-1 (the
-    # diagonal): the tangent is the derivative of the nested quadrature of the same quantity
-    # (the reference route; finite on the diagonal), which agrees with the closed form to
-    # ~1e-10 relative.
-    from .analytic import _nested_pair_expectation
-
-    def nested(a, b, r, theta, dampening, sharpness):   # scalars (it takes a scalar theta)
-        return _nested_pair_expectation(a, b, r, theta,
-                                        _sg.Surrogate(shape, dampening, sharpness, 2.0))
-
-    shp = primals[0].shape
-    flat = lambda z: z.reshape(-1)     # noqa: E731
-    _, tangent = jax.jvp(jax.vmap(nested), tuple(map(flat, primals)), tuple(map(flat, tangents)))
-    tangent = tangent.reshape(shp)
-    return _compact_pair(shape, *primals), tangent
+    # Analytic partial derivatives (_compact_pair_partials), finite at correlation +-1; the
+    # tangent is linear in them (transposable for reverse mode).
+    a, b, r, theta, dampening, sharpness = primals
+    da, db, dr, dth, ddamp, dbeta = tangents
+    value = _compact_pair(shape, *primals)
+    p_a, p_b, p_r, p_th, p_beta = _batched_partials(shape)(a, b, r, theta, sharpness)
+    g2 = dampening * dampening
+    tangent = (g2 * (p_a * da + p_b * db + p_r * dr + p_th * dth + p_beta * dbeta)
+               + 2.0 * value / dampening * ddamp)
+    return value, tangent
 
 
 def compact_pair_closed(surrogate: _sg.Surrogate, a, b, r, theta):
