@@ -75,22 +75,26 @@ def test_fast_bvn_and_moments_vs_reference():
 # Conditional-moment tables (issue 9): table == direct quadrature, 1e-8 relative.
 # ----------------------------------------------------------------------------------------
 def _table_points(shape, n, seed):
-    """Points (m, v) of the tabulated region: y = m^2 / v in [0, 64) (denser near 0 and 64),
-    log v uniform over the table and beyond its lower end (kinked profiles only: below v_lo
-    the sqrt(v) extension is used; for the smooth ones that is Gauss-Hermite territory)."""
+    """Points (m, v) of the tabulated region: y = m^2 / v in [0, y_max) (144; sigmoid 256;
+    denser near 0, 64 and y_max), log v uniform over the table and beyond its lower end
+    (kinked profiles only: below v_lo the sqrt(v) extension is used; for the smooth ones that
+    is Gauss-Hermite territory)."""
     from sgntk.lif_kernels import _tables
     rng = np.random.default_rng(seed)
     v_lo, v_hi = _tables.V_RANGE
+    y_max = _tables.y_max(shape)
     lo = 1e-16 if shape == "fast_sigmoid" else v_lo
     v = np.exp(rng.uniform(np.log(lo), np.log(v_hi), n))
     v[:8] = [lo, v_lo, 0.999 * v_lo, 1.001 * v_lo, 1.0, 0.999 * v_hi, v_hi, 2.0**-20]
-    y = np.concatenate([rng.uniform(0, 64, n // 2), rng.uniform(0, 0.5, n // 4),
-                        rng.uniform(63.0, 63.999, n - n // 2 - n // 4)])
+    k = n // 5
+    y = np.concatenate([rng.uniform(0, y_max, 2 * k), rng.uniform(0, 0.5, k),
+                        rng.uniform(63.0, 65.0, k), rng.uniform(y_max - 1, y_max * (1 - 1e-9),
+                                                                n - 4 * k)])
     y[:4] = 0.0
     m = np.sqrt(y * v) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
     keep = np.ones(n, bool)
-    if shape in _fast._POLE:        # the table serves sqrt(v) > sqrt(m^2 + R^2) / 8 only
-        keep = np.sqrt(v) > np.sqrt(m * m + _fast._POLE[shape] ** 2) / 8.0
+    if shape in _fast._POLE:        # the table serves sqrt(v) > sqrt(m^2 + R^2) / GH_RATIO only
+        keep = np.sqrt(v) > np.sqrt(m * m + _fast._POLE[shape] ** 2) / _tables.gh_ratio(shape)
     return m[keep], v[keep]
 
 
@@ -103,18 +107,24 @@ def _check_table(shape, n=3000):
         want = np.asarray(jax.jit(jax.vmap(
             lambda a, b: _quadrature.gauss_expectation(prof, a, b)))(m, v))
         have = np.asarray(jax.jit(lambda a, b: _tables.table_moment(shape, a, b))(m, v))
-    err = np.abs(have / want - 1.0)
-    # Measured: 3.9e-9 (fast_sigmoid, below v_lo), 3.1e-9 (cauchy), 1.1e-9 (sigmoid).
+    err = np.where(want > 1e-20, np.abs(have / want - 1.0), 0.0)
+    # Measured (8000 points): fast_sigmoid 2.4e-9, cauchy 2.9e-9, sigmoid 1.9e-9. Where M <
+    # 1e-20 of the peak (sigmoid's tail at large y and v: log M < -46) the cells' absolute
+    # error in log M becomes relative error of M: 1e-7 at M = 3e-55.
     assert err.max() < 1e-8, (shape, float(err.max()), m[err.argmax()], v[err.argmax()])
     # The reference itself against scipy.integrate.quad at a few of the points (independent).
     from scipy import integrate
     f_np = _NP_PROFILES_DEEP[shape]
-    for i in np.random.default_rng(4).choice(len(m), 6, replace=False):
+    for i in np.random.default_rng(4).choice(np.flatnonzero(want > 1e-20), 6, replace=False):
         s_ = math.sqrt(v[i])
         dens = lambda u: f_np(u) * math.exp(-0.5 * ((u - m[i]) / s_) ** 2) / (  # noqa: E731
             s_ * math.sqrt(2 * math.pi))
         lo, hi = m[i] - 40 * s_, m[i] + 40 * s_          # Gaussian weight beyond: e^-800
-        cuts = [lo] + sorted(c for c in (0.0, m[i]) if lo < c < hi) + [hi]
+        # cut at the profile's centre and its scales, and at the Gaussian's (the profile's
+        # peak can be a tiny part of a very wide Gaussian: v up to 1e9)
+        marks = (0.0, *(sgn * 10.0**e for sgn in (-1, 1) for e in range(4)),
+                 *(m[i] + k * s_ for k in (-5, -1, 0, 1, 5)))
+        cuts = [lo] + sorted(c for c in set(marks) if lo < c < hi) + [hi]
         q = sum(integrate.quad(dens, a, b, epsabs=0, epsrel=1e-12, limit=500)[0]
                 for a, b in zip(cuts[:-1], cuts[1:]) if b > a)
         assert abs(have[i] / q - 1.0) < 1e-8, (shape, m[i], v[i], have[i], q)
@@ -167,6 +177,35 @@ def test_tabulated_moment_route_vs_quadrature(shape, beta):
     big = want > 1e-12 * 0.7
     err = np.abs(have[big] / want[big] - 1.0)
     assert big.sum() > n // 4 and err.max() < 1e-8, (shape, beta, float(err.max()))
+
+
+@pytest.mark.parametrize("shape", ["sigmoid", *[pytest.param(s, marks=pytest.mark.slow)
+                                                 for s in ("fast_sigmoid", "cauchy")]])
+def test_tabulated_gauss_hermite_region(shape):
+    """The Gauss-Hermite part of the tabulated route (sqrt(v) <= sqrt(m^2 + R^2) / GH_RATIO,
+    8 or 12 nodes: _fast._TABLE_GH) against the log-distance quadrature of gaussian_moment,
+    normalised units, on its boundary (the worst case) and inside, log v in [-30, 7]:
+    relative 1e-8 where M > 1e-12 of the peak. This includes sigmoid's tilted region (m ~ 8,
+    v ~ 0.5), where at the ratio 8 of the untabulated route even 20 nodes err by 1.5e-3.
+    Measured against a 60-node rule: 2.4e-9 (sigmoid), 6.7e-12 (fast_sigmoid, cauchy)."""
+    from sgntk.lif_kernels import _tables
+    rng = np.random.default_rng(11)
+    n = 600
+    v = np.exp(rng.uniform(-30, 7, n))
+    r_pole = _fast._POLE.get(shape, 0.0)
+    m_edge = np.sqrt(np.maximum(_tables.gh_ratio(shape) ** 2 * v - r_pole**2, 0.0))
+    m = m_edge * np.concatenate([np.ones(n // 2), np.exp(rng.uniform(0, 2, n - n // 2))])
+    m = np.where(m_edge == 0.0, rng.uniform(0, 3, n), m) * np.where(rng.random(n) < 0.5, -1, 1)
+    keep = np.sqrt(v) <= np.sqrt(m * m + r_pole**2) / _tables.gh_ratio(shape)
+    m, v = m[keep], v[keep]
+    sur = sg.get(shape, sharpness=1.0, dampening=1.0)
+    with jax.enable_x64(True):
+        want = np.asarray(jax.jit(lambda a, b: sg.gaussian_moment(sur, a, b))(m, v))
+        have = np.asarray(jax.jit(lambda a, b: _fast.conditional_moment_fast(
+            sur, a, b, table_ok=jnp.asarray(True)))(m, v))
+    big = want > 1e-12
+    err = np.abs(have[big] / want[big] - 1.0)
+    assert big.sum() > len(m) // 4 and err.max() < 1e-8, (shape, float(err.max()))
 
 
 def _fast_vs_reference(shape, which=("nngp", "sgntk"), readout="sum", spike_sharpness=None,

@@ -18,10 +18,11 @@ stay as they are; this module has the same quantities, restructured for throughp
   shape: closed forms where they exist (exponential with two ``erfcx``,
   :func:`_exponential_moment`); for the Gaussian-scale-mixture shapes
   (:data:`sgntk._quadrature.GSM_SHAPES`: fast_sigmoid, q_pseudo_spike, cauchy, sigmoid) a
-  20-node Gauss-Hermite rule where the Gaussian is narrow against the distance to the
-  profile's kink or pole (exact to ~1e-13 there), and elsewhere either the tables of
-  :mod:`._tables` (``table_ok``: one lookup, 1e-8 relative; q_pseudo_spike at ``q = 2``
-  only) or the mixture sum ``sum_j w_j sqrt(s_j / (s_j + v)) exp(-m^2 / (2 (s_j + v))) +
+  Gauss-Hermite rule where the Gaussian is narrow against the distance to the profile's kink
+  or pole, and elsewhere either the tables of :mod:`._tables` (``table_ok``: one lookup, 1e-8
+  relative; q_pseudo_spike at ``q = 2`` only; Gauss-Hermite with 8 / 12 nodes where
+  ``sqrt(v) <= R / 12`` / ``R / 16``, see ``_TABLE_GH``) or, with 20 nodes where ``sqrt(v) <=
+  R / 8``, the mixture sum ``sum_j w_j sqrt(s_j / (s_j + v)) exp(-m^2 / (2 (s_j + v))) +
   w_inf`` (each Gaussian bump of the profile integrated against ``N(m, v)`` in closed form;
   nodes from :func:`sgntk._quadrature.gsm_nodes`), 32-218 terms instead of the ~2300-node
   log-distance rule of :func:`sgntk._quadrature.gauss_expectation`. The mixture sum's error
@@ -151,11 +152,14 @@ _GH_X, _GH_W = np.polynomial.hermite.hermgauss(20)
 _POLE = {"sigmoid": math.pi / 4.0, "cauchy": 1.0 / math.pi}
 
 
-# 12 nodes suffice for fast_sigmoid and cauchy where sqrt(v) <= R / 8 (measured against the
-# log-distance rule on 3000 points of that region, log v in [-25, 5]: relative 7e-11; 20
-# nodes: 3e-12 / 7e-12); sigmoid keeps 20 (1.2e-2 relative with 12, 8.8e-6 with 20 where its
-# tail tilts the Gaussian back to the pole region, see the tests; absolute error < 1e-12).
+# Where the tables serve the rest, the Gauss-Hermite region starts further out
+# (``sqrt(v) <= R / _tables.GH_RATIO``: 12 for fast_sigmoid and cauchy, 16 for sigmoid) and
+# fewer nodes suffice (measured against a 60-node rule, 4e5 points of the region, relative
+# where M > 1e-12): 8 nodes for fast_sigmoid and cauchy (6.7e-12), 12 for sigmoid (2.4e-9).
 _GH12_X, _GH12_W = np.polynomial.hermite.hermgauss(12)
+_TABLE_GH = {"sigmoid": (_GH12_X, _GH12_W),
+             "fast_sigmoid": tuple(np.polynomial.hermite.hermgauss(8)),
+             "cauchy": tuple(np.polynomial.hermite.hermgauss(8))}
 
 
 def _gauss_hermite(profile, m, sd, nodes=(_GH_X, _GH_W)):
@@ -245,7 +249,9 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     # ~1e-13 instead (its nodes reach 7.6 sqrt(v) < R from m). Measured against the
     # log-distance rule (normalised |m| <= 30, v in 1e-8 .. 1e3): GH part 2e-13; sum part
     # 3.3e-8 of the peak for fast_sigmoid (near sqrt(v) = R / 8), < 4e-10 for the others.
-    # The tables cover the same complement, m^2 / v < 64 (<= for the kinked profiles).
+    # With the tables (``tabulated``) the Gauss-Hermite region shrinks to sqrt(v) <= R / 12
+    # (sigmoid: R / 16) and the tables cover its complement, m^2 / v < 144 (256): see
+    # _tables.GH_RATIO and _TABLE_GH.
     sd = jnp.sqrt(v)
     near = jnp.sqrt(m * m + _POLE.get(shape, 0.0) ** 2)
     use_gh = sd <= near / 8.0
@@ -258,15 +264,15 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
         return jnp.asarray(surrogate.dampening) * exact()
 
     def tabulated():
-        if shape == "q_pseudo_spike":
+        use_gh_t = sd <= near / _tables.gh_ratio(shape)
+        if shape == "q_pseudo_spike":     # the table at q = 2, the mixture sum otherwise
             q = jnp.asarray(surrogate.tail, dtype=m.dtype)
             gh = jax.lax.cond(q == 2.0, lambda: _gauss_hermite(_sg.get("fast_sigmoid").profile,
-                                                               m, sd, (_GH12_X, _GH12_W)),
+                                                               m, sd, _TABLE_GH["fast_sigmoid"]),
                               lambda: _gauss_hermite(surrogate.profile, m, sd))
-            return jnp.where(use_gh, gh, _qps_tabulated(m, v, q))
-        nodes = (_GH_X, _GH_W) if shape == "sigmoid" else (_GH12_X, _GH12_W)
-        gh = _gauss_hermite(surrogate.profile, m, sd, nodes)
-        return jnp.where(use_gh, gh, _tables.table_moment(shape, m, v))
+            return jnp.where(jnp.where(q == 2.0, use_gh_t, use_gh), gh, _qps_tabulated(m, v, q))
+        gh = _gauss_hermite(surrogate.profile, m, sd, _TABLE_GH[shape])
+        return jnp.where(use_gh_t, gh, _tables.table_moment(shape, m, v))
 
     out = jax.lax.cond(table_ok, tabulated, exact)
     return jnp.asarray(surrogate.dampening) * out

@@ -63,10 +63,10 @@ evaluated once per unordered input pair (the orthant probabilities and ``C`` are
 the mixed expectation is evaluated for both orientations). The mixed expectation's
 conditional moment (:func:`._fast.conditional_moment_fast`) is a closed form for gaussian,
 erf, straight-through, triangular, rectangular and exponential; for fast_sigmoid, sigmoid,
-cauchy and q_pseudo_spike (at its default tail ``q = 2``) a 20-node Gauss-Hermite rule where
-the Gaussian is narrow against the distance to the profile's kink or pole and a lookup in a
-table of ``log E_{N(m, v)}[g]`` over ``(m^2 / v, log v)`` elsewhere (:mod:`._tables`: built
-once per shape and process, ~1-3 s; 1e-8 relative to the direct quadrature). The tables
+cauchy and q_pseudo_spike (at its default tail ``q = 2``) an 8-12-node Gauss-Hermite rule
+where the Gaussian is narrow against the distance to the profile's kink or pole and a lookup
+in a table of ``log E_{N(m, v)}[g]`` over ``(m^2 / v, log v)`` elsewhere (:mod:`._tables`:
+built once per shape and process, ~1-4 s; 1e-8 relative to the direct quadrature). The tables
 are used when every normalised membrane variance ``sharpness^2 a`` of the call is at most
 ``2^30`` (checked once per call); otherwise, and for q_pseudo_spike at ``q != 2``, the
 32-218 term scale-mixture sum. The surrogate Gram's ``E[psi' psi']`` is a sum over the
