@@ -6,6 +6,10 @@ References are independent of the library: a 1-D ``scipy.integrate.quad`` of ``p
 N(u; 0, a) E[psi'(v - theta) | u]`` over the support, split at every kink of both factors
 (the inner moment from ``scipy.stats.norm``), itself checked against ``scipy.integrate.dblquad``.
 """
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import jax
@@ -207,26 +211,255 @@ def test_compact_batched_equals_flat(shape):
     np.testing.assert_allclose(mapped, flat, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("shape", SLOW)
-def test_compact_gradient_finite_and_matches_differences(shape):
-    """Derivatives (custom JVP: the nested quadrature's) in a, b, r, theta, dampening and
-    sharpness: finite on the diagonal, and == central differences of the closed form off it."""
-    names = ("a", "b", "r", "theta", "dampening", "sharpness")
+# --------------------------------------------------------------------------------------
+# Derivatives (custom JVP of compact_pair_closed: analytic, _gram._compact_pair_partials).
+# --------------------------------------------------------------------------------------
+_COORDS = ("a", "b", "rho", "theta", "dampening", "sharpness")
 
-    def entry(p):
-        sur = sg.Surrogate(shape, p["dampening"], p["sharpness"], 2.0)
-        return LK.surrogate_pair_expectation(p["a"], p["b"], p["r"], p["theta"], sur)
 
+def _entry(shape):
+    """The entry as a function of (a, b, rho, theta, dampening, sharpness) (..., 6): the
+    correlation as a coordinate, so that steps near rho = +-1 stay inside the PSD cone."""
+    def f(p):
+        a, b, rho, th, g, beta = (p[..., k] for k in range(6))
+        return _gram.compact_pair_closed(sg.Surrogate(shape, g, beta, 2.0), a, b,
+                                         rho * jnp.sqrt(a * b), th)
+    return f
+
+
+def _tangents_and_differences(shape, params, steps):
+    """The custom JVP's derivative along each coordinate and the 4th-order central
+    difference ``(8 (f(h) - f(-h)) - (f(2h) - f(-2h))) / (12 h)`` of the closed form, (n, 6),
+    with the entries (n,) -- one compiled, vectorised call each (the entry is elementwise)."""
+    f = _entry(shape)
+    eye = np.eye(6)
+
+    @jax.jit
+    def run(p, h):
+        jvp = jax.vmap(lambda e: jax.jvp(f, (p,), (jnp.broadcast_to(e, p.shape),))[1])(eye)
+        shifts = jnp.asarray([-2.0, -1.0, 1.0, 2.0])
+        pts = p[None, None] + shifts[:, None, None, None] * (h[None] * eye[:, None])[None]
+        v = f(pts)                                        # (4 shifts, 6 coords, n)
+        fd = (8.0 * (v[2] - v[1]) - (v[3] - v[0])) / (12.0 * h.T)
+        return jvp.T, fd.T, f(p)
+
+    # Chunks of 20 cases (480 entries per call): at ~2000 entries and more per call with
+    # per-entry thresholds and sharpness, the compiled closed form returned wrong values for
+    # some entries on XLA's CPU backend (JAX 0.10.2; op by op and in chunks it is right).
+    n, chunk = len(params), 20
+    pad = (-n) % chunk
+    params = np.concatenate([params, np.repeat(params[:1], pad, 0)])
+    steps = np.concatenate([steps, np.repeat(steps[:1], pad, 0)])
     with jax.enable_x64(True):
-        diag = dict(zip(names, map(jnp.float64, (0.6, 0.6, 0.6, 0.5, 0.8, 2.0))))
-        g = jax.grad(entry)(diag)
-        assert all(np.isfinite(float(g[k])) for k in names)
-        p0 = dict(zip(names, map(jnp.float64, (0.6, 0.9, 0.45, 0.5, 0.8, 2.0))))
-        g = jax.grad(entry)(p0)
-        for k in names:
-            h = 1e-5 * float(p0[k])
-            fd = (float(entry({**p0, k: p0[k] + h})) - float(entry({**p0, k: p0[k] - h}))) / (2 * h)
-            assert float(g[k]) == pytest.approx(fd, rel=1e-6, abs=1e-9), k
+        outs = [run(jnp.asarray(params[i:i + chunk]), jnp.asarray(steps[i:i + chunk]))
+                for i in range(0, n + pad, chunk)]
+    return tuple(np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in range(3))
+
+
+def _sweep(n, seed):
+    """Random (a, b, rho, theta, gamma, beta) as in :func:`_cases` (normalised variances
+    ~0.01 .. 1e3, thresholds -0.5 .. 1.5 incl. 0) with correlations uniform in (-1, 1), within
+    1e-8 .. 1e-1 of +-1, and exactly +-1 (half of those with a = b); steps 1e-3 of each
+    coordinate's scale (variances, sharpness: the value; rho: its distance to +-1; theta: the
+    narrowest of sqrt(a), sqrt(b), 1 / beta); exact correlation +-1 is not stepped in rho."""
+    rng = np.random.default_rng(seed)
+    params, steps = [], []
+    for k in range(n):
+        beta = float(np.exp(rng.uniform(np.log(0.5), np.log(10.0))))
+        a, b = np.exp(rng.uniform(np.log(0.01), np.log(1e3), 2)) / beta**2
+        sign = 1.0 if k % 2 else -1.0
+        rho = [rng.uniform(-1, 1), sign * (1 - 10 ** rng.uniform(-8, -1)), sign][k % 3]
+        if abs(rho) == 1.0 and k % 4 == 1:
+            b = a
+        th = [0.0, rng.uniform(-0.5, 1.5)][k % 5 > 0]
+        params.append((a, b, rho, th, 0.8, beta))
+        steps.append(1e-3 * np.array([a, b, 1.0 - abs(rho) if abs(rho) < 1 else 1.0,
+                                      min(np.sqrt(a), np.sqrt(b), 1.0 / beta), 0.8, beta]))
+    return np.array(params), np.array(steps)
+
+
+# The closed form's rounding noise between neighbouring arguments (absolute, of gamma^2):
+# 1e-14, and for triangular ~eps A B more (its cells' orthant probabilities are weighted by
+# ~beta^2 sqrt(a b) twice over: compact_pair_closed's docstring), A = beta^2 a. The
+# differences' error is ~noise * 18 / (12 h); their truncation error ~h^4 f^(5) / 30, h 1e-3
+# of the scale: ~1e-12 relative, so 1e-8 relative leaves room for f^(5) / f ~ 1e4.
+_NOISE = 1e-14
+
+
+def _noise(shape, params):
+    a, b, beta = params[:, 0], params[:, 1], params[:, 5]
+    extra = 2e-16 * beta**4 * a * b if shape == "triangular" else 0.0
+    return (_NOISE + extra) * params[:, 4] ** 2
+
+
+def _check_tangents(shape, params, steps):
+    jvp, fd, val = _tangents_and_differences(shape, params, steps)
+    assert np.all(np.isfinite(jvp)), shape
+    skip = np.zeros_like(jvp, dtype=bool)
+    edge = np.abs(params[:, 2]) == 1.0
+    skip[:, 2] = edge                                       # exact +-1: rho is not stepped
+    if shape == "rectangular":
+        # at rho = +-1 and a = b the rectangular entry P(both in the support) is the measure
+        # of an intersection of intervals, kinked in a (or b) alone; smooth along a = b
+        # (test_compact_tangent_on_degenerate_boundaries)
+        skip[:, :2] |= (edge & (params[:, 0] == params[:, 1]))[:, None]
+    tol = 1e-8 * np.abs(fd) + 2.0 * _noise(shape, params)[:, None] / steps
+    bad = (np.abs(jvp - fd) > tol) & ~skip
+    assert not bad.any(), [(tuple(params[i]), _COORDS[j], jvp[i, j], fd[i, j])
+                           for i, j in zip(*np.nonzero(bad))][:5]
+    return jvp, fd
+
+
+@pytest.mark.parametrize("shape", [SLOW[0], "rectangular"])
+def test_compact_tangent_equals_finite_differences(shape):
+    """The analytic derivatives in a, b, r (through rho), theta, dampening and sharpness ==
+    4th-order central differences of the closed form (tolerance: 1e-8 relative for the
+    truncation, plus the closed form's rounding noise 1e-14 gamma^2 over the step), over
+    random variances, thresholds (0, negative), sharpness and correlations near and at +-1."""
+    _check_tangents(shape, *_sweep(24, seed=11))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", COMPACT)
+def test_compact_tangent_equals_finite_differences_sweep(shape):
+    """As above over more cases, and at large normalised variances A = beta^2 a up to 1e5
+    (the Gauss-Legendre cells of the value, and of the derivatives, for triangular)."""
+    _check_tangents(shape, *_sweep(150, seed=12))
+    rows = []
+    for big_a in (50.0, 1e3, 1e4, 1e5):
+        # on the ridge up to A = 1e4 (as test_compact_accuracy_vs_normalised_variance; at
+        # 1e5 the triangular d/drho differed from the differences by 7e-4 relative there)
+        for rho in (-0.5, 0.3, 0.9, 0.99) + ((1 - 1e-6,) if big_a < 1e5 else ()):
+            for th in (0.0, 0.5, 2.0):
+                a = big_a / 4.0
+                rows.append((a, 1.7 * a, rho, th, 1.0, 2.0))
+    params = np.array(rows)
+    steps = 1e-3 * np.column_stack([params[:, 0], params[:, 1], 1 - np.abs(params[:, 2]),
+                                    np.full(len(rows), 0.5), np.ones(len(rows)),
+                                    np.full(len(rows), 2.0)])
+    # The differences' rounding: the closed form's noise, 1e-12 (triangular) or 1e-10
+    # (rectangular) relative plus 1e-14 gamma^2 (measured needs: 1e-13, 6e-11 at A = 1e4,
+    # 1.2e-14 absolute), and on the ridge (1 - rho = 1e-6, A (1 - rho^2) < 1: triangular
+    # without its Gauss-Legendre cells) the value's documented accuracy there, 4e-8 relative
+    # at A = 1e5. Entries below
+    # 1e-6 gamma^2 are accurate to ~1e-12 gamma^2 absolute only (compact_pair_closed) and
+    # are left out.
+    jvp, fd, val = _tangents_and_differences(shape, params, steps)
+    rel = np.where(params[:, 2] > 0.999, 4e-8, 1e-10 if shape == "rectangular" else 1e-12)
+    noise = (rel * np.abs(val) + 1e-14)[:, None]
+    tol = 1e-6 * np.abs(fd) + 2.0 * noise / steps
+    assert np.all(np.isfinite(jvp))
+    bad = (np.abs(jvp - fd) > tol) & (val > 1e-6)[:, None]
+    assert not bad.any(), [(tuple(params[i]), _COORDS[j], jvp[i, j], fd[i, j])
+                           for i, j in zip(*np.nonzero(bad))][:5]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", COMPACT)
+def test_compact_tangent_equals_nested_jvp(shape):
+    """The analytic derivatives == ``jax.jvp`` of the nested quadrature (the custom JVP's
+    previous tangent) where that route is accurate (|rho| <= 0.99): 1e-7 relative plus 1e-10
+    gamma^2 absolute (the nested values are 1e-8 / 1e-11 accurate:
+    ``test_compact_agrees_with_nested_below_high_correlation``)."""
+    rng = np.random.default_rng(9)
+    n = 30
+    beta = np.exp(rng.uniform(np.log(0.5), np.log(10.0), n))
+    a, b = np.exp(rng.uniform(np.log(0.01), np.log(1e3), (2, n))) / beta**2
+    params = np.column_stack([a, b, rng.uniform(-0.99, 0.99, n), rng.uniform(-0.5, 1.5, n),
+                              np.full(n, 0.8), beta])
+
+    def nested(p):
+        a_, b_, rho, th, g, be = (p[..., k] for k in range(6))
+        return jax.vmap(lambda *v: analytic._nested_pair_expectation(
+            v[0], v[1], v[2] * jnp.sqrt(v[0] * v[1]), v[3], sg.Surrogate(shape, v[4], v[5], 2.0)))(
+                a_, b_, rho, th, g, be)
+
+    jvps = []
+    with jax.enable_x64(True):
+        for f in (_entry(shape), nested):
+            run = jax.jit(lambda p, f=f: jax.vmap(
+                lambda e: jax.jvp(f, (p,), (jnp.broadcast_to(e, p.shape),))[1])(jnp.eye(6)))
+            jvps.append(np.asarray(run(jnp.asarray(params))))
+    np.testing.assert_allclose(jvps[0], jvps[1], rtol=1e-7, atol=1e-10 * 0.64)
+
+
+@pytest.mark.parametrize("shape", [SLOW[0], "rectangular"])
+def test_compact_tangent_on_degenerate_boundaries(shape):
+    """On the diagonal (a = b = r, correlation exactly 1, tangents da = db = dr) the
+    derivatives are those of E[psi'(u - theta)^2] (``gaussian_moment(power=2)``, a 1-D closed
+    form); with one variance tiny (1e-14) those in b and theta are those of the one-sided
+    limit psi'(-theta) E[psi'(v - theta)] (to O(sqrt(a)) = 1e-7 relative); all finite, also
+    at correlation -1 and with a = b = 1e-14."""
+    def diag(a, th, g, beta):
+        return _gram.compact_pair_closed(sg.Surrogate(shape, g, beta, 2.0), a, a, a, th)
+
+    def square(a, th, g, beta):
+        return sg.gaussian_moment(sg.Surrogate(shape, g, beta, 2.0), -th, a, power=2)
+
+    def tiny(b, th, g, beta, a=1e-14, rho=0.6):
+        return _gram.compact_pair_closed(sg.Surrogate(shape, g, beta, 2.0), a, b,
+                                         rho * jnp.sqrt(a * b), th)
+
+    def one_sided(b, th, g, beta):
+        sur = sg.Surrogate(shape, g, beta, 2.0)
+        return sur.derivative(-th) * sg.gaussian_moment(sur, -th, b)
+
+    args = (0, 1, 2, 3)
+    with jax.enable_x64(True):
+        for a, th, beta in ((0.5, 0.6, 3.0), (0.01, 0.3, 3.0), (40.0, 1.0, 3.0),
+                            (0.3, 0.0, 2.0), (0.2, -0.3, 5.0)):
+            got = np.array(jax.grad(diag, args)(a, th, 0.7, beta))
+            ref = np.array(jax.grad(square, args)(a, th, 0.7, beta))
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+        for b, th, beta in ((0.5, 0.1, 3.0), (2.0, -0.05, 1.5)):    # |theta| < support
+            got = np.array(jax.grad(tiny, args)(b, th, 0.7, beta))
+            ref = np.array(jax.grad(one_sided, args)(b, th, 0.7, beta))
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
+        for a, b, r in ((0.5, 0.5, -0.5), (0.5, 0.8, -np.sqrt(0.4)), (1e-14, 1e-14, 1e-14)):
+            g = jax.grad(lambda *p: _gram.compact_pair_closed(
+                sg.Surrogate(shape, p[4], p[5], 2.0), *p[:4]), (0, 1, 2, 3, 4, 5))(
+                    a, b, r, 0.2, 0.7, 3.0)
+            assert np.all(np.isfinite(g)), (a, b, r)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", COMPACT)
+def test_sg_gram_gradient_at_realistic_size_under_memory_limit(shape):
+    """``jax.grad`` of the summed surrogate Gram (triangular / rectangular: this custom JVP)
+    w.r.t. sigma_w, the sharpness and the threshold at 100 inputs x T = 100, in a subprocess
+    whose address space is capped at 8 GiB (reverse mode keeps the partial derivatives of
+    every entry: ~5e7 entries x 6 float64): finite, and equal to forward mode on the first
+    10 inputs (``jax.jacfwd``: no stored residuals) to 1e-10."""
+    code = textwrap.dedent(f"""
+        import resource, time
+        resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, resource.RLIM_INFINITY))
+        import jax, jax.numpy as jnp, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        from sgntk import lif, lif_kernels as LK, surrogates as sg
+        rng = np.random.default_rng(3)
+        x = (rng.random((100, 100, 20)) < rng.uniform(0.05, 0.3, (100, 1, 1))).astype(float)
+        fn = LK.lif_kernel_fn(which=("sg_gram",))
+
+        def loss(p, x):
+            cfg = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=p[2], reset="none",
+                                surrogate=sg.Surrogate({shape!r}, 1.0, p[1], 2.0))
+            return jnp.sum(fn(x, None, cfg, jnp.ones(100), p[0], 0.3).sg_gram)
+
+        p0 = jnp.array([1.5, 3.0, 0.5])
+        t0 = time.perf_counter()
+        g = np.asarray(jax.jit(jax.grad(loss))(p0, x))
+        t1 = time.perf_counter()
+        assert np.isfinite(g).all(), g
+        small = np.asarray(jax.jit(jax.grad(loss))(p0, x[:10]))
+        fwd = np.asarray(jax.jit(jax.jacfwd(loss))(p0, x[:10]))
+        np.testing.assert_allclose(small, fwd, rtol=1e-10)
+        print(f"{{t1 - t0:.0f}} s,", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+              "MB,", g)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=7200, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    print(shape, res.stdout.strip())
 
 
 def test_straight_through_is_dampening_squared():

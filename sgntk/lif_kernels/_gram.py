@@ -425,10 +425,15 @@ def compact_pair_closed(surrogate: _sg.Surrogate, a, b, r, theta):
     thresholds 0 .. 2): triangular < 2e-11 for ``A = 1e2 .. 1e5``; on the ridge (``1 - rho``
     from 1e-4 to 0) 1.1e-9 / 1.5e-9 / 4e-8 at ``A = 1e3 / 1e4 / 1e5``; rectangular < 1e-10 up
     to ``A = 1e5``. Entries far below ``gamma^2`` (rare joint events) are accurate to ~1e-12
-    ``gamma^2`` absolute only. Derivatives (custom JVP): those of the nested quadrature
-    (:func:`sgntk.lif_kernels.analytic._nested_pair_expectation`), finite on the diagonal.
-    Tests: ``tests/test_lif_gram.py`` (against ``scipy.integrate.dblquad`` and the nested
-    quadrature).
+    ``gamma^2`` absolute only. Derivatives (custom JVP): analytic, in the same cells and
+    orthant probabilities (:func:`_compact_pair_partials`: Price's theorem ``dF/dr =
+    E[psi'' psi'']``, the heat equation ``dF/da = E[psi''' psi'] / 2``, ``dF/dtheta``, and the
+    sharpness from ``F(beta^2 a, beta^2 b, beta^2 r, beta theta; 1)``), about one value's
+    cost, finite at correlation +-1 (rectangular: the derivative of the exact degenerate value
+    there, as for the orthant probability) and for a tiny variance. Tests:
+    ``tests/test_lif_gram.py`` (values against ``scipy.integrate.dblquad`` and the nested
+    quadrature; derivatives against finite differences, the nested quadrature's ``jvp`` and
+    the 1-D closed form on the diagonal).
     """
     a, b, r, theta = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, r, theta)))
     damp = jnp.broadcast_to(jnp.asarray(surrogate.dampening, dtype=a.dtype), a.shape)
