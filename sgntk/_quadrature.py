@@ -891,8 +891,8 @@ def _rect_moment(m, sigma):
 
 
 def map_in_batches(fn, arrays, batch):
-    """``fn(*arrays)`` for an elementwise ``fn``, applied to flat batches of ``batch``
-    elements one after another (``lax.map`` over whole batches; the last one padded with
+    """``fn(*arrays)`` for an elementwise ``fn`` (same-shape arrays in, an array or a pytree of
+    arrays of that shape out), applied to flat batches of ``batch`` elements one after another (``lax.map`` over whole batches; the last one padded with
     copies of the last element). Unlike ``lax.map(..., batch_size=)``, which ``vmap``s a
     per-element function, ``fn`` sees a batch array, so a ``lax.cond`` on the batch inside it
     stays a branch rather than becoming a select of both sides."""
@@ -903,7 +903,7 @@ def map_in_batches(fn, arrays, batch):
     flat = [jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,))]).reshape(-1, batch)
             for x in flat]
     out = jax.lax.map(lambda xs: fn(*xs), tuple(flat))
-    return out.reshape(-1)[:n].reshape(shape)
+    return jax.tree_util.tree_map(lambda o: o.reshape(-1)[:n].reshape(shape), out)
 
 
 def _batcher_pairs(n):

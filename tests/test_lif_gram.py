@@ -509,3 +509,26 @@ def test_compact_accuracy_vs_normalised_variance(shape):
     assert off < 1e-9, off
     ridge = worst((1e3, 1e4), (1 - 1e-4, 1 - 1e-6, 1 - 1e-8, 1.0), (1.0, 1.3))
     assert ridge < 1e-8, ridge
+
+
+def test_compact_large_call_equals_small_calls():
+    """One call of the triangular closed form on 4000 entries (per-entry threshold and
+    sharpness) equals calls of 50 entries, and every value is in [0, gamma^2]. Compiled for
+    ~1900 or more entries at once, XLA's CPU backend returned wrong values (up to 125) for
+    about half of them; calls that large now run in blocks (``_gram._BLOCK``)."""
+    rng = np.random.default_rng(12)
+    n = 4000
+    a, b = np.exp(rng.uniform(-3, 4, n)), np.exp(rng.uniform(-3, 4, n))
+    rho = np.concatenate([rng.uniform(-1, 1, n // 2), 1 - np.exp(-rng.uniform(0, 20, n // 2))])
+    r = rho * np.sqrt(a * b)
+    th, beta = rng.uniform(-0.5, 1.5, n), rng.uniform(0.5, 8, n)
+    f = jax.jit(lambda *z: LK.surrogate_pair_expectation(
+        z[0], z[1], z[2], z[3], sg.Surrogate("triangular", 0.9, z[4], 2.0)))
+    with jax.enable_x64(True):
+        big = np.asarray(f(a, b, r, th, beta))
+        small = np.concatenate([np.asarray(f(*(v[i:i + 50] for v in (a, b, r, th, beta))))
+                                for i in range(0, n, 50)])
+    # the compiled loops differ: rounding, ~1e-12 gamma^2 absolute (the closed form's floor;
+    # measured 2.2e-13); the wrong values were O(1)
+    assert big.min() >= -1e-12 and big.max() <= 0.81 + 1e-12, (big.min(), big.max())
+    np.testing.assert_allclose(big, small, rtol=1e-9, atol=1e-12)

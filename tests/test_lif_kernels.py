@@ -473,19 +473,12 @@ def test_deprecated_keywords_kappa_and_m_still_work():
     np.testing.assert_array_equal(old.sgntk, new.sgntk)
 
 
-_SLOW_GRAM = ("fast_sigmoid", "sigmoid", "cauchy", "q_pseudo_spike")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("shape,n_inputs,which", [
     ("gaussian", 100, ("nngp", "sgntk", "sg_gram")),     # the sizes researchers use
-    # Every shape's surrogate Gram at T = 100 (issue 9). Measured one at a time, load ~5 on 2
-    # cores, 100 inputs: triangular 223 s / 819 MB, rectangular 100 s / 666 MB (closed form),
-    # straight-through 36 s / 438 MB, erf 44 s / 483 MB, exponential 432 s / 589 MB (bump
-    # sum). fast_sigmoid, sigmoid, cauchy and q_pseudo_spike (bump sums at 0.02-0.05 M
-    # entries/s) would take 40-80 min each at 100 inputs: 30 inputs here (about 1/11 of the
-    # entries), still T = 100.
-    *[(s, 30 if s in _SLOW_GRAM else 100, ("sg_gram",)) for s in sg.SHAPES if s != "gaussian"],
+    # Every shape's surrogate Gram at 100 inputs, T = 100 (issue 9); times and peak memory of
+    # the last run are in the README ("surrogate Gram at realistic size").
+    *[(s, 100, ("sg_gram",)) for s in sg.SHAPES if s != "gaussian"],
 ])
 def test_realistic_size_under_memory_limit(shape, n_inputs, which):
     """The analytic kernels, surrogate Gram included, at T = 100 in a subprocess whose address

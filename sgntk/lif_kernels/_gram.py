@@ -351,13 +351,30 @@ def _compact_pair_partials(shape, a, b, r, theta, sharpness):
     return d_a, d_b, d_r, d_th, d_beta
 
 
+# Entries per compiled call of the closed forms (:func:`_elementwise_batched`). XLA's CPU
+# backend (JAX 0.10.2) returned wrong values for the triangular cell sums (_tri_cell_sum)
+# compiled for ~1900 or more entries at once: up to 125 where the entry is <= gamma^2,
+# for about half of the entries, deterministic, with or without HLO fusion (measured; 1800 and
+# fewer were right on every draw). Larger calls run in blocks of this size (lax.map);
+# tests/test_lif_gram.py::test_compact_large_call_equals_small_calls.
+_BLOCK = 512
+
+
 def _elementwise_batched(fn):
-    """``fn`` (elementwise over its array arguments) with a ``vmap`` rule that evaluates it on
-    the batched arrays themselves: the kernel maps it over scalars (``lax.map(...,
-    batch_size=)``), and the default rule would put the batch in front of the corner axes,
-    the minor axis of 2-3 elements (measured: 4.3 us per rectangular entry under ``vmap`` of
-    the scalar function, 1.5 us on the flat arrays)."""
-    fn = jax.custom_batching.custom_vmap(fn)
+    """``fn`` (elementwise over its array arguments, all of one shape) with a ``vmap`` rule
+    that evaluates it on the batched arrays themselves: the kernel maps it over scalars
+    (``lax.map(..., batch_size=)``), and the default rule would put the batch in front of the
+    corner axes, the minor axis of 2-3 elements (measured: 4.3 us per rectangular entry under
+    ``vmap`` of the scalar function, 1.5 us on the flat arrays). Calls of more than
+    :data:`_BLOCK` entries are evaluated in blocks of that size."""
+    inner = fn
+
+    def blocked(*args):
+        if args[0].size <= _BLOCK:
+            return inner(*args)
+        return _quadrature.map_in_batches(inner, args, _BLOCK)
+
+    fn = jax.custom_batching.custom_vmap(blocked)
 
     @fn.def_vmap
     def _rule(axis_size, in_batched, *args):

@@ -508,8 +508,9 @@ def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[in
             return mixed_expectation(b[..., None, :], a[..., :, None], c, theta, sur,
                                      spike_sharpness, _moment=moment)
 
-        # Entries per vectorised step of the surrogate Gram: the nested quadrature (triangular,
-        # rectangular) holds ~5e3 values per entry, the bump sums a few.
+        # Entries per vectorised step of the surrogate Gram: 256 for every current shape (closed
+        # forms, bump sums: a few values per entry); 2 for a shape that falls back to the nested
+        # quadrature (~5e3 values per entry).
         small = 256 if sur.shape in _CLOSED_INNER + PAIR_SHAPES else 2
 
         def gram(a, b, c):       # E[psi'(u_t - theta) psi'(v_t' - theta)]
@@ -559,7 +560,11 @@ def lif_kernel_fn(*, which: Sequence[str] = UNSET, get=UNSET, steps: Sequence[in
             ip, iq = (g.reshape(-1) for g in np.meshgrid(np.arange(n1), np.arange(n2),
                                                          indexing="ij"))
         per_pair = (len(first) if depth > 1 else len(idx)) ** 2
-        vals = jax.lax.map(lambda z: pair(*z), (jnp.asarray(ip), jnp.asarray(iq)),
+        # jax.checkpoint: reverse mode keeps only each block's pair indices and recomputes the
+        # block's forward pass, instead of ~0.5-1 kB of residuals per (input pair, time pair)
+        # entry (tens of GB for jax.grad at 100 inputs x T = 100).
+        vals = jax.lax.map(jax.checkpoint(lambda z: pair(*z)),
+                           (jnp.asarray(ip), jnp.asarray(iq)),
                            batch_size=max(1, min(len(ip), batch_size // per_pair)))
         res = {}
         if sym:
