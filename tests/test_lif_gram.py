@@ -426,22 +426,20 @@ def test_compact_tangent_on_degenerate_boundaries(shape):
 @pytest.mark.parametrize("shape", COMPACT)
 def test_sg_gram_gradient_at_realistic_size_under_memory_limit(shape):
     """``jax.grad`` of the summed surrogate Gram (triangular / rectangular: this custom JVP)
-    w.r.t. sigma_w, the sharpness and the threshold at 24 inputs x T = 100, in a subprocess
-    whose address space is capped at 8 GiB: finite, and equal to forward mode on the first
-    10 inputs (``jax.jacfwd``) to 1e-10. Not 100 inputs: reverse mode through the kernel
-    keeps ~0.5-1 kB per (input pair, time pair) entry for every shape (measured peak at 12
-    inputs: gaussian 1.0 GB, rectangular 0.8 GB, triangular 1.7 GB; triangular 3.5 GB at
-    24, and over 8 GiB at 40), while this custom JVP's own residuals are 6 float64 per
-    entry: at 100 inputs (5e7 entries) that is tens of GB, a matter of the kernel's map
-    (issue 9c report), not of this derivative."""
+    w.r.t. sigma_w, the sharpness and the threshold at 100 inputs x T = 100, in a subprocess
+    whose address space is capped at 4 GiB: finite, and equal to forward mode on the first
+    10 inputs (``jax.jacfwd``) to 1e-10. This custom JVP keeps 6 float64 per entry; the
+    kernel's block map is rematerialised (``jax.checkpoint``): without it reverse mode kept
+    ~0.5-1 kB per (input pair, time pair) entry (triangular: 3.5 GB at 24 inputs, over
+    8 GiB at 40)."""
     code = textwrap.dedent(f"""
         import resource, time
-        resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, resource.RLIM_INFINITY))
         import jax, jax.numpy as jnp, numpy as np
         jax.config.update("jax_enable_x64", True)
         from sgntk import lif, lif_kernels as LK, surrogates as sg
         rng = np.random.default_rng(3)
-        x = (rng.random((24, 100, 20)) < rng.uniform(0.05, 0.3, (24, 1, 1))).astype(float)
+        x = (rng.random((100, 100, 20)) < rng.uniform(0.05, 0.3, (100, 1, 1))).astype(float)
         fn = LK.lif_kernel_fn(which=("sg_gram",))
 
         def loss(p, x):
@@ -532,3 +530,23 @@ def test_compact_large_call_equals_small_calls():
     # measured 2.2e-13); the wrong values were O(1)
     assert big.min() >= -1e-12 and big.max() <= 0.81 + 1e-12, (big.min(), big.max())
     np.testing.assert_allclose(big, small, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", COMPACT)
+def test_kernel_gram_independent_of_block_size(shape):
+    """The kernel's surrogate Gram at P = 8, T = 50 with the default ``batch_size`` (26 input
+    pairs per block, so the closed form saw 26 x 256 entries at once) equals one pair per
+    block, to rounding. Before the closed form ran in blocks of ``_gram._BLOCK`` entries, the
+    triangular one was off by 206 % of the largest entry here (XLA CPU, see
+    ``test_compact_large_call_equals_small_calls``)."""
+    rng = np.random.default_rng(3)
+    P, T = 8, 50
+    x = (rng.random((P, T, 20)) < rng.uniform(0.05, 0.3, (P, 1, 1))).astype(float)
+    cfg = analytic._lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=0.5, reset="none",
+                                  surrogate=sg.get(shape, sharpness=3.0))
+    with jax.enable_x64(True):
+        c64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), cfg)
+        out = [np.asarray(jax.jit(LK.lif_kernel_fn(which=("sg_gram",), batch_size=bs))(
+            x, None, c64, jnp.ones(T), 1.5, 0.3, 1.0, None).sg_gram) for bs in (1 << 16, T * T)]
+    np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-12 * np.abs(out[1]).max())
