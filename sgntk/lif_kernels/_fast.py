@@ -193,12 +193,36 @@ def _exponential_moment(m, v):
     return t1 + 0.5 * e * _quadrature.erfcx(z2)
 
 
+def _kinked_gh_or(profile, m, v, ratio, nodes, rest):
+    """Gauss-Hermite (``nodes``) on ``profile``, which has its kink at 0, where ``sqrt(v) <=
+    |m| / ratio``; ``rest()`` elsewhere (see :func:`conditional_moment_fast`)."""
+    sd = jnp.sqrt(v)
+    return jnp.where(sd <= jnp.abs(m) / ratio, _gauss_hermite(profile, m, sd, nodes), rest())
+
+
+def _qps_table_route(m, v):
+    """q_pseudo_spike's normalised moment at its tail ``q = 2``: fast_sigmoid's tabulated
+    route (the same profile)."""
+    fs = _sg.get("fast_sigmoid")
+    return _kinked_gh_or(fs.profile, m, v, _tables.gh_ratio("fast_sigmoid"),
+                         _TABLE_GH["fast_sigmoid"],
+                         lambda: _tables.table_moment("fast_sigmoid", m, v))
+
+
+def _qps_exact_route(m, v, q):
+    """q_pseudo_spike's normalised moment for any tail: 20-node Gauss-Hermite where the
+    Gaussian is narrow (``sqrt(v) <= |m| / 8``), the scale-mixture sum elsewhere."""
+    return _kinked_gh_or(_sg.Surrogate("q_pseudo_spike", 1.0, 1.0, q).profile, m, v, 8.0,
+                         (_GH_X, _GH_W), lambda: _gsm_moment("q_pseudo_spike", q, m, v))
+
+
 @jax.custom_jvp
 def _qps_tabulated(m, v, q):
-    """q_pseudo_spike's normalised moment: fast_sigmoid's table where ``q = 2`` (the same
-    profile), the scale-mixture sum otherwise; the derivative in ``q`` always from the sum."""
-    return jax.lax.cond(q == 2.0, lambda: _tables.table_moment("fast_sigmoid", m, v),
-                        lambda: _gsm_moment("q_pseudo_spike", q, m, v))
+    """q_pseudo_spike's normalised moment with the tables: :func:`_qps_table_route` where
+    ``q = 2``, :func:`_qps_exact_route` otherwise (one ``cond`` for the whole moment); the
+    derivative in ``q`` always from the scale-mixture sum."""
+    return jax.lax.cond(q == 2.0, lambda: _qps_table_route(m, v),
+                        lambda: _qps_exact_route(m, v, q))
 
 
 @_qps_tabulated.defjvp
@@ -207,13 +231,12 @@ def _qps_tabulated_jvp(primals, tangents):
     dm, dv, dq = tangents
 
     def table():
-        val, dval = jax.jvp(lambda a, b: _tables.table_moment("fast_sigmoid", a, b), (m, v),
-                            (dm, dv))
+        val, dval = jax.jvp(_qps_table_route, (m, v), (dm, dv))
         return val, dval + jax.jvp(lambda t: _gsm_moment("q_pseudo_spike", t, m, v), (q,),
                                    (dq,))[1]
 
-    return jax.lax.cond(q == 2.0, table, lambda: jax.jvp(
-        lambda a, b, t: _gsm_moment("q_pseudo_spike", t, a, b), (m, v, q), (dm, dv, dq)))
+    return jax.lax.cond(q == 2.0, table, lambda: jax.jvp(_qps_exact_route, (m, v, q),
+                                                         (dm, dv, dq)))
 
 
 def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
@@ -266,11 +289,7 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     def tabulated():
         use_gh_t = sd <= near / _tables.gh_ratio(shape)
         if shape == "q_pseudo_spike":     # the table at q = 2, the mixture sum otherwise
-            q = jnp.asarray(surrogate.tail, dtype=m.dtype)
-            gh = jax.lax.cond(q == 2.0, lambda: _gauss_hermite(_sg.get("fast_sigmoid").profile,
-                                                               m, sd, _TABLE_GH["fast_sigmoid"]),
-                              lambda: _gauss_hermite(surrogate.profile, m, sd))
-            return jnp.where(jnp.where(q == 2.0, use_gh_t, use_gh), gh, _qps_tabulated(m, v, q))
+            return _qps_tabulated(m, v, jnp.asarray(surrogate.tail, dtype=m.dtype))
         gh = _gauss_hermite(surrogate.profile, m, sd, _TABLE_GH[shape])
         return jnp.where(use_gh_t, gh, _tables.table_moment(shape, m, v))
 

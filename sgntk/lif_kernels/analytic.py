@@ -73,8 +73,12 @@ are used when every normalised membrane variance ``sharpness^2 a`` of the call i
 profile's Gaussian bumps with one conditional moment each (those above) for the
 scale-mixture shapes and gaussian / erf (:func:`._gram.surrogate_pair_fast`), a closed form
 over the cells between the kinks for triangular and rectangular
-(:func:`._gram.compact_pair_closed`), ``dampening^2`` for straight-through
-(:func:`surrogate_pair_expectation`).
+(:func:`._gram.compact_pair_closed`, whose derivatives are analytic in the same cells:
+Price's theorem for ``r``, the heat equation for ``a, b``, the kinks' densities for
+``theta`` and the scaling ``F(beta^2 a, beta^2 b, beta^2 r, beta theta; 1)`` for the
+sharpness, finite at correlation +-1), ``dampening^2`` for straight-through
+(:func:`surrogate_pair_expectation`). Reverse mode recomputes each block of input pairs
+(``jax.checkpoint``), so ``jax.grad`` of a kernel keeps ~1 GB at 100 inputs x T = 100.
 Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
 Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
