@@ -351,28 +351,30 @@ def _compact_pair_partials(shape, a, b, r, theta, sharpness):
     return d_a, d_b, d_r, d_th, d_beta
 
 
-# Entries per compiled call of the closed forms (:func:`_elementwise_batched`). XLA's CPU
-# backend (JAX 0.10.2) returned wrong values for the triangular cell sums (_tri_cell_sum)
-# compiled for ~1900 or more entries at once: up to 125 where the entry is <= gamma^2,
-# for about half of the entries, deterministic, with or without HLO fusion (measured; 1800 and
-# fewer were right on every draw). Larger calls run in blocks of this size (lax.map);
-# tests/test_lif_gram.py::test_compact_large_call_equals_small_calls.
-_BLOCK = 512
+# Entries per compiled call of the triangular closed form and its derivatives
+# (:func:`_elementwise_batched`). XLA's CPU backend (JAX 0.10.2) returned wrong values for the
+# triangular cell sums (_tri_cell_sum) compiled for ~1900 or more entries at once: up to 125
+# where the entry is <= gamma^2, for about half of the entries, deterministic, with or without
+# HLO fusion (measured; 1800 and fewer were right on every draw; rectangular was right at
+# 3600). Larger calls run in blocks of this size (lax.map);
+# tests/test_lif_gram.py::test_compact_large_call_equals_small_calls. Rectangular is not
+# blocked (blocks of 512 cost it 4x in the kernel: 2.5 -> 0.6 M entries/s, measured).
+_BLOCK = {"triangular": 512, "rectangular": None}
 
 
-def _elementwise_batched(fn):
+def _elementwise_batched(fn, block=None):
     """``fn`` (elementwise over its array arguments, all of one shape) with a ``vmap`` rule
     that evaluates it on the batched arrays themselves: the kernel maps it over scalars
     (``lax.map(..., batch_size=)``), and the default rule would put the batch in front of the
     corner axes, the minor axis of 2-3 elements (measured: 4.3 us per rectangular entry under
-    ``vmap`` of the scalar function, 1.5 us on the flat arrays). Calls of more than
-    :data:`_BLOCK` entries are evaluated in blocks of that size."""
+    ``vmap`` of the scalar function, 1.5 us on the flat arrays). Calls of more than ``block``
+    entries (if given) are evaluated in blocks of that size (:data:`_BLOCK`)."""
     inner = fn
 
     def blocked(*args):
-        if args[0].size <= _BLOCK:
+        if block is None or args[0].size <= block:
             return inner(*args)
-        return _quadrature.map_in_batches(inner, args, _BLOCK)
+        return _quadrature.map_in_batches(inner, args, block)
 
     fn = jax.custom_batching.custom_vmap(blocked)
 
@@ -389,13 +391,14 @@ def _elementwise_batched(fn):
 @functools.cache
 def _batched_value(shape):
     """:func:`_compact_pair_value` for ``shape``, batched by :func:`_elementwise_batched`."""
-    return _elementwise_batched(functools.partial(_compact_pair_value, shape))
+    return _elementwise_batched(functools.partial(_compact_pair_value, shape), _BLOCK[shape])
 
 
 @functools.cache
 def _batched_partials(shape):
     """:func:`_compact_pair_partials` for ``shape``, batched by :func:`_elementwise_batched`."""
-    return _elementwise_batched(functools.partial(_compact_pair_partials, shape))
+    return _elementwise_batched(functools.partial(_compact_pair_partials, shape),
+                                _BLOCK[shape])
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
