@@ -892,10 +892,11 @@ def _rect_moment(m, sigma):
 
 def map_in_batches(fn, arrays, batch):
     """``fn(*arrays)`` for an elementwise ``fn`` (same-shape arrays in, an array or a pytree of
-    arrays of that shape out), applied to flat batches of ``batch`` elements one after another (``lax.map`` over whole batches; the last one padded with
-    copies of the last element). Unlike ``lax.map(..., batch_size=)``, which ``vmap``s a
-    per-element function, ``fn`` sees a batch array, so a ``lax.cond`` on the batch inside it
-    stays a branch rather than becoming a select of both sides."""
+    arrays of that shape out), applied to flat batches of ``batch`` elements one after another
+    (``lax.map`` over whole batches; the last one padded with copies of the last element).
+    Unlike ``lax.map(..., batch_size=)``, which ``vmap``s a per-element function, ``fn`` sees a
+    batch array, so a ``lax.cond`` on the batch inside it stays a branch rather than becoming a
+    select of both sides."""
     shape = arrays[0].shape
     flat = [x.reshape(-1) for x in arrays]
     n = flat[0].shape[0]

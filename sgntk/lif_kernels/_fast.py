@@ -193,27 +193,40 @@ def _exponential_moment(m, v):
     return t1 + 0.5 * e * _quadrature.erfcx(z2)
 
 
-def _kinked_gh_or(profile, m, v, ratio, nodes, rest):
-    """Gauss-Hermite (``nodes``) on ``profile``, which has its kink at 0, where ``sqrt(v) <=
-    |m| / ratio``; ``rest()`` elsewhere (see :func:`conditional_moment_fast`)."""
+def _gh_or(profile, m, v, pole, ratio, nodes, rest):
+    """Gauss-Hermite (``nodes``) on ``profile`` where the Gaussian is narrow against the
+    distance from ``m`` to the profile's kink at 0 (``pole = 0``) or complex pole at ``+-i
+    pole``: ``sqrt(v) <= sqrt(m^2 + pole^2) / ratio``; ``rest()`` elsewhere (see
+    :func:`conditional_moment_fast`)."""
     sd = jnp.sqrt(v)
-    return jnp.where(sd <= jnp.abs(m) / ratio, _gauss_hermite(profile, m, sd, nodes), rest())
+    return jnp.where(sd <= jnp.sqrt(m * m + pole**2) / ratio,
+                     _gauss_hermite(profile, m, sd, nodes), rest())
+
+
+def _exact_route(shape, profile, tail, m, v):
+    """The normalised moment without tables: 20-node Gauss-Hermite where ``sqrt(v) <= R / 8``,
+    the scale-mixture sum elsewhere."""
+    return _gh_or(profile, m, v, _POLE.get(shape, 0.0), 8.0, (_GH_X, _GH_W),
+                  lambda: _gsm_moment(shape, tail, m, v))
+
+
+def _tabulated_route(shape, profile, m, v):
+    """The normalised moment with the tables: Gauss-Hermite (:data:`_TABLE_GH`) where
+    ``sqrt(v) <= R / GH_RATIO``, a table lookup elsewhere."""
+    return _gh_or(profile, m, v, _POLE.get(shape, 0.0), _tables.gh_ratio(shape),
+                  _TABLE_GH[shape], lambda: _tables.table_moment(shape, m, v))
 
 
 def _qps_table_route(m, v):
     """q_pseudo_spike's normalised moment at its tail ``q = 2``: fast_sigmoid's tabulated
     route (the same profile)."""
-    fs = _sg.get("fast_sigmoid")
-    return _kinked_gh_or(fs.profile, m, v, _tables.gh_ratio("fast_sigmoid"),
-                         _TABLE_GH["fast_sigmoid"],
-                         lambda: _tables.table_moment("fast_sigmoid", m, v))
+    return _tabulated_route("fast_sigmoid", _sg.get("fast_sigmoid").profile, m, v)
 
 
 def _qps_exact_route(m, v, q):
-    """q_pseudo_spike's normalised moment for any tail: 20-node Gauss-Hermite where the
-    Gaussian is narrow (``sqrt(v) <= |m| / 8``), the scale-mixture sum elsewhere."""
-    return _kinked_gh_or(_sg.Surrogate("q_pseudo_spike", 1.0, 1.0, q).profile, m, v, 8.0,
-                         (_GH_X, _GH_W), lambda: _gsm_moment("q_pseudo_spike", q, m, v))
+    """q_pseudo_spike's normalised moment for any tail ``q`` without tables."""
+    return _exact_route("q_pseudo_spike", _sg.Surrogate("q_pseudo_spike", 1.0, 1.0, q).profile,
+                        q, m, v)
 
 
 @jax.custom_jvp
@@ -244,8 +257,8 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
 
     Closed forms for triangular and rectangular (ramp / interval moments of
     :mod:`sgntk._quadrature`), exponential (:func:`_exponential_moment`), gaussian, erf and
-    straight-through (:func:`sgntk.surrogates.gaussian_moment`); for fast_sigmoid, q_pseudo_spike, cauchy and
-    sigmoid Gauss-Hermite where the Gaussian is narrow against the distance to the profile's
+    straight-through (:func:`sgntk.surrogates.gaussian_moment`); for fast_sigmoid,
+    q_pseudo_spike, cauchy and sigmoid Gauss-Hermite where the Gaussian is narrow against the distance to the profile's
     kink or pole, elsewhere the tables of :mod:`._tables` when ``table_ok`` (a scalar bool,
     e.g. traced: every normalised variance of the call within the table, see
     :func:`table_ok`; q_pseudo_spike only at its tail ``q = 2``, otherwise its scale-mixture
@@ -275,23 +288,16 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     # With the tables (``tabulated``) the Gauss-Hermite region shrinks to sqrt(v) <= R / 12
     # (sigmoid: R / 16) and the tables cover its complement, m^2 / v < 144 (256): see
     # _tables.GH_RATIO and _TABLE_GH.
-    sd = jnp.sqrt(v)
-    near = jnp.sqrt(m * m + _POLE.get(shape, 0.0) ** 2)
-    use_gh = sd <= near / 8.0
-
     def exact():
-        gh = _gauss_hermite(surrogate.profile, m, sd)
-        return jnp.where(use_gh, gh, _gsm_moment(shape, surrogate.tail, m, v))
+        return _exact_route(shape, surrogate.profile, surrogate.tail, m, v)
 
     if table_ok is None:
         return jnp.asarray(surrogate.dampening) * exact()
 
     def tabulated():
-        use_gh_t = sd <= near / _tables.gh_ratio(shape)
         if shape == "q_pseudo_spike":     # the table at q = 2, the mixture sum otherwise
             return _qps_tabulated(m, v, jnp.asarray(surrogate.tail, dtype=m.dtype))
-        gh = _gauss_hermite(surrogate.profile, m, sd, _TABLE_GH[shape])
-        return jnp.where(use_gh_t, gh, _tables.table_moment(shape, m, v))
+        return _tabulated_route(shape, surrogate.profile, m, v)
 
     out = jax.lax.cond(table_ok, tabulated, exact)
     return jnp.asarray(surrogate.dampening) * out

@@ -200,8 +200,8 @@ def in_range(v):
 def table_moment(shape, m, v):
     """``M(m, v) = E_{u ~ N(m, v)}[g(u)]`` (normalised units) from :func:`moment_table`.
 
-    Elementwise over ``m`` and ``v > 0``; meaningful for ``m^2 / v < y_max(shape)`` and ``v <= v_hi``
-    (module docstring; outside, finite values with finite derivatives, to be discarded by the
+    Elementwise over ``m`` and ``v > 0``; meaningful for ``m^2 / v < y_max(shape)`` and ``v <=
+    v_hi`` (module docstring; outside, finite values with finite derivatives, to be discarded by the
     caller's ``where``). ``q_pseudo_spike`` means its tail ``q = 2`` (= fast_sigmoid).
     """
     coef = moment_table(_base(shape))
