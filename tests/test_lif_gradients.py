@@ -14,6 +14,11 @@ derivative vanishes, e.g. the dampening derivative of the NNGP). Central differe
 ~1e-16 |f| / h ~ 1e-12, far below it; the remaining difference is the derivative's own error.
 The diagonal values are exact (perfect correlation is snapped), not noisy at ~1e-8.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +140,63 @@ def test_sharpness_gradient_vanishes_where_it_must():
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(np.diag(g), 0.0, atol=1e-14)
     assert np.all(np.abs(g[~np.eye(3, dtype=bool)]) > 1e-6)
+
+
+def _gradient_at_realistic_size(shape, which, cap_gib=4):
+    """``jax.grad`` of the summed kernels ``which`` w.r.t. (sigma_w, sharpness, threshold,
+    dampening, tail) at 100 inputs x T = 100 in a subprocess whose address space is capped at
+    ``cap_gib`` GiB: finite, and equal to forward mode (``jax.jacfwd``) on the first 10
+    inputs to 1e-10. Returns the subprocess's line: seconds, peak MB, the gradient."""
+    code = textwrap.dedent(f"""
+        import resource, time
+        resource.setrlimit(resource.RLIMIT_AS, ({cap_gib} * 2**30, resource.RLIM_INFINITY))
+        import jax, jax.numpy as jnp, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        from sgntk import lif, lif_kernels as LK, surrogates as sg
+        rng = np.random.default_rng(3)
+        x = (rng.random((100, 100, 20)) < rng.uniform(0.05, 0.3, (100, 1, 1))).astype(float)
+        fn = LK.lif_kernel_fn(which={which!r})
+
+        def loss(p, x):
+            cfg = lif.LIFConfig(tau_mem=10.0, tau_syn=5.0, threshold=p[2], reset="none",
+                                surrogate=sg.Surrogate({shape!r}, p[3], p[1], p[4]))
+            k = fn(x, None, cfg, jnp.ones(100), p[0], 0.3)
+            return sum(jnp.sum(getattr(k, w)) for w in {which!r})
+
+        p0 = jnp.array([1.5, 3.0, 0.5, 0.8, 2.0])
+        t0 = time.perf_counter()
+        g = np.asarray(jax.jit(jax.grad(loss))(p0, x))
+        t1 = time.perf_counter()
+        assert np.isfinite(g).all(), g
+        small = np.asarray(jax.jit(jax.grad(loss))(p0, x[:10]))
+        fwd = np.asarray(jax.jit(jax.jacfwd(loss))(p0, x[:10]))
+        np.testing.assert_allclose(small, fwd, rtol=1e-10, atol=1e-12 * np.abs(fwd).max())
+        print(f"{{t1 - t0:.0f}} s,", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+              "MB,", g)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=7200, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    return res.stdout.strip()
+
+
+# Realistic size (issue 9; the standards: every shape at hundreds of inputs x T = 100, with
+# finite gradients in bounded memory). The kernel's block map is rematerialised
+# (jax.checkpoint): without it reverse mode kept ~0.5-1 kB per (input pair, time pair) entry
+# (triangular surrogate Gram: 3.5 GB at 24 inputs, over 8 GiB at 40).
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", sg.SHAPES)
+def test_sgntk_gradient_at_realistic_size_under_memory_limit(shape):
+    """NNGP + SG-NTK, every shape (the tail derivative of q_pseudo_spike at its tabulated
+    q = 2 included)."""
+    print(shape, _gradient_at_realistic_size(shape, ("nngp", "sgntk")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ("triangular", "rectangular"))
+def test_sg_gram_gradient_at_realistic_size_under_memory_limit(shape):
+    """The surrogate Gram of the compact shapes, whose closed form has its own custom JVP
+    (6 float64 per entry). The scale-mixture shapes' Gram takes minutes forward at this size
+    (README); its gradients are checked at small size
+    (:func:`test_sg_gram_gradients_equal_finite_differences`)."""
+    print(shape, _gradient_at_realistic_size(shape, ("sg_gram",)))

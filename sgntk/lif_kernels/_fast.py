@@ -142,7 +142,10 @@ def _gsm_moment(shape, tail, m, v):
         q = 1.0 / (1.0 + v * inv_s)            # s / (s + v)
         return acc + wj * jnp.sqrt(q) * jnp.exp(-half_m2 * inv_s * q), None
 
-    acc, _ = jax.lax.scan(body, jnp.zeros_like(m + v) + w_inf, (1.0 / s, w), unroll=16)
+    # The body is rematerialised: reverse mode keeps the accumulator per node instead of its
+    # ~3 intermediates per node (32-218 nodes x every entry of a block).
+    acc, _ = jax.lax.scan(jax.checkpoint(body, prevent_cse=False),
+                          jnp.zeros_like(m + v) + w_inf, (1.0 / s, w), unroll=16)
     return acc
 
 
@@ -217,6 +220,15 @@ def _tabulated_route(shape, profile, m, v):
                   _TABLE_GH[shape], lambda: _tables.table_moment(shape, m, v))
 
 
+def _cond_remat(pred, true_fn, false_fn, *operands):
+    """``lax.cond`` whose branches are rematerialised (``jax.checkpoint``). Reverse mode
+    through a ``cond`` allocates the residuals of *both* branches (the untaken one's as
+    zeros); checkpointed, a branch's residuals are its operands, and the taken branch is
+    recomputed on the way back. Without it ``jax.grad`` of q_pseudo_spike's SG-NTK at 100
+    inputs x T = 100 asked for a 2.4 GB buffer (the scale-mixture sum's, untaken at q = 2)."""
+    return jax.lax.cond(pred, jax.checkpoint(true_fn), jax.checkpoint(false_fn), *operands)
+
+
 def _qps_table_route(m, v):
     """q_pseudo_spike's normalised moment at its tail ``q = 2``: fast_sigmoid's tabulated
     route (the same profile)."""
@@ -234,8 +246,8 @@ def _qps_tabulated(m, v, q):
     """q_pseudo_spike's normalised moment with the tables: :func:`_qps_table_route` where
     ``q = 2``, :func:`_qps_exact_route` otherwise (one ``cond`` for the whole moment); the
     derivative in ``q`` always from the scale-mixture sum."""
-    return jax.lax.cond(q == 2.0, lambda: _qps_table_route(m, v),
-                        lambda: _qps_exact_route(m, v, q))
+    return jax.lax.cond(q == 2.0, lambda m, v, q: _qps_table_route(m, v), _qps_exact_route,
+                        m, v, q)
 
 
 @_qps_tabulated.defjvp
@@ -243,13 +255,15 @@ def _qps_tabulated_jvp(primals, tangents):
     m, v, q = primals
     dm, dv, dq = tangents
 
-    def table():
+    def table(m, v, q, dm, dv, dq):
         val, dval = jax.jvp(_qps_table_route, (m, v), (dm, dv))
         return val, dval + jax.jvp(lambda t: _gsm_moment("q_pseudo_spike", t, m, v), (q,),
                                    (dq,))[1]
 
-    return jax.lax.cond(q == 2.0, table, lambda: jax.jvp(_qps_exact_route, (m, v, q),
-                                                         (dm, dv, dq)))
+    def exact(m, v, q, dm, dv, dq):
+        return jax.jvp(_qps_exact_route, (m, v, q), (dm, dv, dq))
+
+    return _cond_remat(q == 2.0, table, exact, m, v, q, dm, dv, dq)
 
 
 def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
@@ -288,18 +302,20 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     # With the tables (``tabulated``) the Gauss-Hermite region shrinks to sqrt(v) <= R / 12
     # (sigmoid: R / 16) and the tables cover its complement, m^2 / v < 144 (256): see
     # _tables.GH_RATIO and _TABLE_GH.
-    def exact():
-        return _exact_route(shape, surrogate.profile, surrogate.tail, m, v)
+    tail = jnp.asarray(surrogate.tail, dtype=m.dtype)
+
+    def exact(m, v, tail):
+        return _exact_route(shape, _sg.Surrogate(shape, 1.0, 1.0, tail).profile, tail, m, v)
 
     if table_ok is None:
-        return jnp.asarray(surrogate.dampening) * exact()
+        return jnp.asarray(surrogate.dampening) * exact(m, v, tail)
 
-    def tabulated():
+    def tabulated(m, v, tail):
         if shape == "q_pseudo_spike":     # the table at q = 2, the mixture sum otherwise
-            return _qps_tabulated(m, v, jnp.asarray(surrogate.tail, dtype=m.dtype))
+            return _qps_tabulated(m, v, tail)
         return _tabulated_route(shape, surrogate.profile, m, v)
 
-    out = jax.lax.cond(table_ok, tabulated, exact)
+    out = _cond_remat(table_ok, tabulated, exact, m, v, tail)
     return jnp.asarray(surrogate.dampening) * out
 
 
