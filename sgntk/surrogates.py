@@ -99,7 +99,14 @@ def _g_cauchy(u, q):
 
 
 def _g_q_pseudo_spike(u, q):
-    return (1.0 + 2.0 * jnp.abs(u) / (q - 1.0)) ** (-q)
+    # exp(-q log(1 + 2|u| / (q - 1))) with _quadrature.fast_log instead of XLA's float64 pow
+    # (7 against 25 ns per element on the CPU backend); equal to pow to 5e-14 relative for
+    # q <= 10 (the exponent's rounding, ~q log(.) * 2e-16), and its derivatives to 3e-13. The
+    # surrogate Gram evaluates psi' at every bump's conditional mean (the zero-variance guard
+    # of analytic._conditional_moment: 218 bumps per entry), where this is 1.36x overall. The
+    # argument is capped at 1e300 (fast_log takes normal floats; the value there is 0, as pow's).
+    return jnp.exp(-q * _quadrature.fast_log(jnp.minimum(1.0 + 2.0 * jnp.abs(u) / (q - 1.0),
+                                                         1e300)))
 
 
 def _g_erf(u, q):
