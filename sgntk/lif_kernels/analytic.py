@@ -78,7 +78,9 @@ Price's theorem for ``r``, the heat equation for ``a, b``, the kinks' densities 
 ``theta`` and the scaling ``F(beta^2 a, beta^2 b, beta^2 r, beta theta; 1)`` for the
 sharpness, finite at correlation +-1), ``dampening^2`` for straight-through
 (:func:`surrogate_pair_expectation`). Reverse mode recomputes each block of input pairs
-(``jax.checkpoint``), so ``jax.grad`` of a kernel keeps ~1 GB at 100 inputs x T = 100.
+(``jax.checkpoint``) and the taken branch of the conditional moment's ``cond``s
+(:func:`._fast._cond_remat`), so ``jax.grad`` of the SG-NTK at 100 inputs x T = 100 peaks at
+0.5-2.5 GB for every shape (``tests/test_lif_gradients.py``, ``-m slow``; README).
 Benchmark: ``benchmarks/bench_lif_kernels.py``.
 
 Differentiability at the boundaries (GitHub issue 13). On the diagonal (``x = x'``, ``t =
