@@ -206,17 +206,19 @@ def _gh_or(profile, m, v, pole, ratio, nodes, rest):
                      _gauss_hermite(profile, m, sd, nodes), rest())
 
 
-def _exact_route(shape, profile, tail, m, v):
-    """The normalised moment without tables: 20-node Gauss-Hermite where ``sqrt(v) <= R / 8``,
-    the scale-mixture sum elsewhere."""
+def _exact_route(shape, tail, m, v):
+    """The normalised moment of ``shape`` (tail ``tail``) without tables: 20-node
+    Gauss-Hermite where ``sqrt(v) <= R / 8``, the scale-mixture sum elsewhere."""
+    profile = _sg.Surrogate(shape, 1.0, 1.0, tail).profile
     return _gh_or(profile, m, v, _POLE.get(shape, 0.0), 8.0, (_GH_X, _GH_W),
                   lambda: _gsm_moment(shape, tail, m, v))
 
 
-def _tabulated_route(shape, profile, m, v):
-    """The normalised moment with the tables: Gauss-Hermite (:data:`_TABLE_GH`) where
-    ``sqrt(v) <= R / GH_RATIO``, a table lookup elsewhere."""
-    return _gh_or(profile, m, v, _POLE.get(shape, 0.0), _tables.gh_ratio(shape),
+def _tabulated_route(shape, m, v):
+    """The normalised moment of a tabulated ``shape`` (:data:`_tables.TABLE_SHAPES`, no tail):
+    Gauss-Hermite (:data:`_TABLE_GH`) where ``sqrt(v) <= R / GH_RATIO``, a table lookup
+    elsewhere."""
+    return _gh_or(_sg.get(shape).profile, m, v, _POLE.get(shape, 0.0), _tables.gh_ratio(shape),
                   _TABLE_GH[shape], lambda: _tables.table_moment(shape, m, v))
 
 
@@ -232,13 +234,12 @@ def _cond_remat(pred, true_fn, false_fn, *operands):
 def _qps_table_route(m, v):
     """q_pseudo_spike's normalised moment at its tail ``q = 2``: fast_sigmoid's tabulated
     route (the same profile)."""
-    return _tabulated_route("fast_sigmoid", _sg.get("fast_sigmoid").profile, m, v)
+    return _tabulated_route("fast_sigmoid", m, v)
 
 
 def _qps_exact_route(m, v, q):
     """q_pseudo_spike's normalised moment for any tail ``q`` without tables."""
-    return _exact_route("q_pseudo_spike", _sg.Surrogate("q_pseudo_spike", 1.0, 1.0, q).profile,
-                        q, m, v)
+    return _exact_route("q_pseudo_spike", q, m, v)
 
 
 @jax.custom_jvp
@@ -272,12 +273,12 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     Closed forms for triangular and rectangular (ramp / interval moments of
     :mod:`sgntk._quadrature`), exponential (:func:`_exponential_moment`), gaussian, erf and
     straight-through (:func:`sgntk.surrogates.gaussian_moment`); for fast_sigmoid,
-    q_pseudo_spike, cauchy and sigmoid Gauss-Hermite where the Gaussian is narrow against the distance to the profile's
-    kink or pole, elsewhere the tables of :mod:`._tables` when ``table_ok`` (a scalar bool,
-    e.g. traced: every normalised variance of the call within the table, see
-    :func:`table_ok`; q_pseudo_spike only at its tail ``q = 2``, otherwise its scale-mixture
-    sum) and the Gaussian-scale-mixture sum when ``table_ok`` is None or false (module
-    docstring).
+    q_pseudo_spike, cauchy and sigmoid Gauss-Hermite where the Gaussian is narrow against the
+    distance to the profile's kink or pole, elsewhere the tables of :mod:`._tables` when
+    ``table_ok`` (a scalar bool, e.g. traced: every normalised variance of the call within the
+    table, see :func:`table_ok`; q_pseudo_spike only at its tail ``q = 2``, otherwise its
+    scale-mixture sum) and the Gaussian-scale-mixture sum when ``table_ok`` is None or false
+    (module docstring).
     """
     shape = surrogate.shape
     beta = jnp.asarray(surrogate.sharpness)
@@ -305,7 +306,7 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     tail = jnp.asarray(surrogate.tail, dtype=m.dtype)
 
     def exact(m, v, tail):
-        return _exact_route(shape, _sg.Surrogate(shape, 1.0, 1.0, tail).profile, tail, m, v)
+        return _exact_route(shape, tail, m, v)
 
     if table_ok is None:
         return jnp.asarray(surrogate.dampening) * exact(m, v, tail)
@@ -313,7 +314,7 @@ def conditional_moment_fast(surrogate: _sg.Surrogate, mean, var, table_ok=None):
     def tabulated(m, v, tail):
         if shape == "q_pseudo_spike":     # the table at q = 2, the mixture sum otherwise
             return _qps_tabulated(m, v, tail)
-        return _tabulated_route(shape, surrogate.profile, m, v)
+        return _tabulated_route(shape, m, v)
 
     out = _cond_remat(table_ok, tabulated, exact, m, v, tail)
     return jnp.asarray(surrogate.dampening) * out
